@@ -1,0 +1,5 @@
+import sys
+
+from arbiter.tap import main
+
+sys.exit(main())

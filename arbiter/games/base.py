@@ -1,0 +1,54 @@
+"""The game interface a realtime room drives.
+
+A room owns players, the input queue, the state map and the clock; a game owns
+what the inputs mean. Subclass :class:`Game` and pass it to the server
+(``--game module:Class``) to run your own game on Arbiter; see docs/GAMES.md.
+
+Per input the room runs, in order: ``bad_seq`` and the rate buckets (room
+rules), then ``game.handle(player, msg)``, which returns ``None`` when applied
+or a :class:`~arbiter.rules.Reject`. Each simulation tick: ``step(dt)``, then
+every tick rule; every 100 ms the batched rules; on each state tick
+``on_state_tick(tick)``.
+"""
+
+
+class Game:
+    """Base class: a game with no entities, that accepts only ``say``."""
+
+    #: message types this game takes as numbered inputs (``say`` is the room's).
+    input_types = frozenset()
+
+    def __init__(self, room):
+        self.room = room
+        self.state = room.state      # the room's TrackedMap: {"entities", "players", ...}
+        self.world = room.world
+
+    def world_wire(self):
+        """``welcome.world``."""
+        return self.world.as_wire()
+
+    def player_joined(self, player):
+        """A new player entered (not a resume). Create its entities here."""
+
+    def player_removed(self, player):
+        """A player's grace period ended: remove what it owned."""
+
+    def handle(self, player, msg):
+        """Apply one numbered input; return None, or a Reject to refuse it."""
+        return None
+
+    def step(self, dt):
+        """Advance the simulation by ``dt`` seconds."""
+
+    def tick_rules(self, sim_tick):
+        """Rules that run every simulation tick after ``step``."""
+
+    def batch_rules(self, window):
+        """Rules over the last 100 ms: ``window`` lists (player, msg) processed in it."""
+
+    def on_state_tick(self, tick):
+        """Called once per state tick, before the patch is collected."""
+
+    def take_corrections(self):
+        """Corrections queued by rules since the last call (sent after each tick)."""
+        return []

@@ -1,0 +1,232 @@
+"""The cube game: avatars driven by ``move``, cubes spawned, deleted and ordered,
+``tag`` with lag compensation, and an example authority rule.
+"""
+
+from collections import deque
+
+from arbiter.games.base import Game
+from arbiter.movement import round2, step_avatar, step_toward
+from arbiter.rules import Correction, MovementBudget, Reject
+from protocols import wire
+
+PALETTE = [
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
+    "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324", "#fffac8", "#800000",
+    "#aaffc3", "#808000",
+]
+Y = 0.5
+
+
+class Cube:
+    """The server's own exact record of a cube; the state map holds rounded copies."""
+
+    __slots__ = ("id", "owner", "x", "z", "to", "node")
+
+    def __init__(self, id, owner, x, z, node):
+        self.id = id
+        self.owner = owner
+        self.x = x
+        self.z = z
+        self.to = None
+        self.node = node
+
+
+class CubeGame(Game):
+    input_types = frozenset(("move", "spawn", "delete", "order", "tag"))
+
+    def __init__(self, room):
+        super().__init__(room)
+        self.entities = self.state["entities"]
+        self.cubes = {}          # id -> Cube
+        self.moving = {}         # id -> Cube with a target
+        self.avatars = {}        # player id -> avatar entity id
+        self.avatar_owner = {}   # avatar entity id -> player id
+        self.budgets = {}        # player id -> MovementBudget
+        self.colors = {}
+        self.history = deque()   # (tick, {avatar id: (x, z)}), at least 1 s
+        self.pending_corrections = {}
+        self.recenter_every = room.config.recenter_every
+
+    # -- players ------------------------------------------------------------
+    def player_joined(self, player):
+        used = set(self.colors.values())
+        color = next((c for c in PALETTE if c not in used), PALETTE[len(self.colors) % len(PALETTE)])
+        self.colors[player.id] = player.color = color
+        eid = self.room.new_entity_id()
+        half = self.world.size / 2
+        x = round2(self.room.rng.uniform(-half, half) * 0.5)
+        z = round2(self.room.rng.uniform(-half, half) * 0.5)
+        self.entities[str(eid)] = {"kind": "avatar", "owner": player.id,
+                                   "pos": [x, Y, z], "color": color}
+        self.avatars[player.id] = eid
+        self.avatar_owner[eid] = player.id
+        self.budgets[player.id] = MovementBudget(self.room.now)
+
+    def player_removed(self, player):
+        pid = player.id
+        for cube in [c for c in self.cubes.values() if c.owner == pid]:
+            self._remove_cube(cube)
+        eid = self.avatars.pop(pid, None)
+        if eid is not None:
+            self.avatar_owner.pop(eid, None)
+            del self.entities[str(eid)]
+        self.budgets.pop(pid, None)
+        self.colors.pop(pid, None)
+
+    # -- inputs -------------------------------------------------------------
+    def handle(self, player, msg):
+        return getattr(self, "_" + msg.t)(player, msg)
+
+    def _in_plane(self, p):
+        half = self.world.size / 2
+        return -half <= p[0] <= half and -half <= p[1] <= half
+
+    def _own_cube(self, player, eid):
+        cube = self.cubes.get(eid)
+        if cube is None or cube.owner != player.id:
+            return None
+        return cube
+
+    def _move(self, player, msg):
+        eid = self.avatars.get(player.id)
+        if eid is None:
+            return Reject(wire.NOT_OWNER, "you have no avatar")
+        dt = msg["dt"]
+        allowed = self.budgets[player.id].spend(self.room.now, dt)
+        node = self.entities[str(eid)]
+        pos = node["pos"]
+        if allowed > 0:
+            dx, dz = msg["dir"]
+            x, z = step_avatar(pos[0], pos[2], dx, dz, allowed, self.world.avatar_speed, self.world.size)
+            if x != pos[0] or z != pos[2]:
+                node["pos"] = pos = [x, Y, z]
+        if allowed < dt:
+            self.pending_corrections[(player.id, eid)] = Correction(
+                player.id, eid, pos, wire.SPEED, msg["seq"])
+        return None
+
+    def _spawn(self, player, msg):
+        at = msg.get("at")
+        if at is not None and not self._in_plane(at):
+            return Reject(wire.OUT_OF_BOUNDS, "spawn point %r is outside the plane" % (at,))
+        owned = sum(1 for c in self.cubes.values() if c.owner == player.id)
+        if owned >= self.world.max_cubes:
+            return Reject(wire.LIMIT, "you already have %d cubes (max_cubes)" % owned)
+        if at is None:
+            half = self.world.size / 2
+            at = [self.room.rng.uniform(-half, half), self.room.rng.uniform(-half, half)]
+        x, z = round2(at[0]), round2(at[1])
+        eid = self.room.new_entity_id()
+        self.entities[str(eid)] = {"kind": "cube", "owner": player.id, "pos": [x, Y, z],
+                                   "color": self.colors.get(player.id, PALETTE[0])}
+        self.cubes[eid] = Cube(eid, player.id, x, z, self.entities[str(eid)])
+        return None
+
+    def _delete(self, player, msg):
+        cube = self._own_cube(player, msg["id"])
+        if cube is None:
+            return Reject(wire.NOT_OWNER, "entity %d is not a cube of yours" % msg["id"])
+        self._remove_cube(cube)
+        return None
+
+    def _remove_cube(self, cube):
+        self.cubes.pop(cube.id, None)
+        self.moving.pop(cube.id, None)
+        del self.entities[str(cube.id)]
+
+    def _order(self, player, msg):
+        cubes = []
+        for eid in msg["ids"]:
+            cube = self._own_cube(player, eid)
+            if cube is None:
+                return Reject(wire.NOT_OWNER, "entity %d is not a cube of yours" % eid)
+            cubes.append(cube)
+        to = msg["to"]
+        if not self._in_plane(to):
+            return Reject(wire.OUT_OF_BOUNDS, "target %r is outside the plane" % (to,))
+        to = [round2(to[0]), round2(to[1])]
+        for cube in cubes:
+            cube.to = to
+            cube.node["to"] = to
+            self.moving[cube.id] = cube
+        return None
+
+    def _tag(self, player, msg):
+        target = self.avatar_owner.get(msg["id"])
+        if target is None or target == player.id:
+            return Reject(wire.MISS, "entity %d is not another player's avatar" % msg["id"])
+        tick = self.room.tick
+        view = max(tick - self.room.config.send_rate, min(msg["view"], tick))
+        then = None
+        for t, positions in self.history:
+            if t == view:
+                then = positions.get(msg["id"])
+                break
+        if then is None:
+            p = self.entities[str(msg["id"])]["pos"]
+            then = (p[0], p[2])
+        me = self.entities[str(self.avatars[player.id])]["pos"]
+        dx, dz = me[0] - then[0], me[2] - then[1]
+        if dx * dx + dz * dz > self.world.tag_radius ** 2:
+            return Reject(wire.MISS, "target was %.2f away at tick %d (tag_radius %s)"
+                          % ((dx * dx + dz * dz) ** 0.5, view, self.world.tag_radius))
+        self.room.add_score(player, 1)
+        self.room.broadcast_event("tag", player=player.id, target=target)
+        return None
+
+    # -- simulation -----------------------------------------------------------
+    def step(self, dt):
+        dist = self.world.speed * dt
+        arrived = []
+        for cube in self.moving.values():
+            tx, tz = cube.to
+            cube.x, cube.z, done = step_toward(cube.x, cube.z, tx, tz, dist)
+            cube.node["pos"] = [round2(cube.x), Y, round2(cube.z)]
+            if done:
+                arrived.append(cube)
+        for cube in arrived:
+            cube.to = None
+            del cube.node["to"]
+            del self.moving[cube.id]
+
+    def tick_rules(self, sim_tick):
+        if self.recenter_every and sim_tick % self.recenter_every == 0:
+            self.recenter_second_cubes()
+
+    def recenter_second_cubes(self):
+        """The example authority rule: each player's second cube goes back to the centre.
+
+        Copy this shape for your own rules: change the state, then queue a
+        Correction so the owner's client snaps instead of trusting its prediction.
+        """
+        by_owner = {}
+        for cube in self.cubes.values():   # dict order = spawn order
+            by_owner.setdefault(cube.owner, []).append(cube)
+        for pid, cubes in by_owner.items():
+            if len(cubes) < 2:
+                continue
+            cube = cubes[1]
+            cube.x = cube.z = 0.0
+            if cube.to is not None:
+                cube.to = None
+                del cube.node["to"]
+                self.moving.pop(cube.id, None)
+            cube.node["pos"] = [0.0, Y, 0.0]
+            player = self.room.players.get(pid)
+            self.pending_corrections[(pid, cube.id)] = Correction(
+                pid, cube.id, [0.0, Y, 0.0], "recenter", player.ack if player else 0)
+
+    def take_corrections(self):
+        out = list(self.pending_corrections.values())
+        self.pending_corrections.clear()
+        return out
+
+    def on_state_tick(self, tick):
+        positions = {}
+        for eid in self.avatar_owner:
+            p = self.entities[str(eid)]["pos"]
+            positions[eid] = (p[0], p[2])
+        self.history.append((tick, positions))
+        keep = 2 * self.room.config.send_rate + 2
+        while len(self.history) > keep:
+            self.history.popleft()

@@ -1,0 +1,330 @@
+"""Realtime rooms: players, the input queue, the rule pipeline and state ticks.
+
+A room never touches a socket. It talks to an *outbox* (the
+:class:`protocols.factory.ArbiterFactory` in a server, a
+:class:`arbiter.testing.RecordingOutbox` in tests) with four calls:
+``send(player, msg)``, ``broadcast(room, msg, exclude=None)``,
+``send_state(room, tick, patch)`` and ``close(player, code, reason)``.
+"""
+
+import itertools
+import os
+import random
+
+from twisted.logger import Logger
+
+from arbiter.rules import MovementBudget, Reject, TokenBucket
+from arbiter.state import TrackedMap
+from protocols import wire
+
+log = Logger()
+
+# Rate buckets per player (capacity, refill per second), PROTOCOL.md "Rules".
+ALL_INPUTS = (120, 60)
+SAY = (5, 5)
+SPAWN_DELETE = (10, 10)
+INPUT_QUEUE_PAUSE = 256   # queued inputs at which a player's socket stops being read
+
+
+class JoinError(Exception):
+    """A ``hello`` that cannot be honoured: the error code, a message, the close code."""
+
+    def __init__(self, code, msg, close_code=None):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.close_code = close_code
+
+
+class Player:
+    """One player's place in a room: identity, acks, rate buckets, connection flag."""
+
+    def __init__(self, pid, name, room, role, now):
+        self.id = pid
+        self.name = name
+        self.room = room
+        self.role = role
+        self.nonce = os.urandom(6).hex()
+        self.token = None
+        self.connected = True
+        self.gone_at = None
+        self.ack = 0             # highest seq processed
+        self.sent_ack = -1       # ack carried by the last state message
+        self.needs_snapshot = False
+        self.queued = 0
+        self.color = None
+        self.sync = "state"
+        self.rtt_ms = None
+        self.ping_reported_at = None
+        self.buckets = {
+            "all": TokenBucket(*ALL_INPUTS, now),
+            "say": TokenBucket(*SAY, now),
+            "spawn": TokenBucket(*SPAWN_DELETE, now),
+        }
+
+    @property
+    def is_spectator(self):
+        return self.role == "spectator"
+
+    def __repr__(self):
+        return "<Player %s %r in %s>" % (self.id, self.name, self.room.name)
+
+
+_BUCKETS_FOR = {"say": ("all", "say"), "spawn": ("all", "spawn"), "delete": ("all", "spawn")}
+
+
+class RealtimeRoom:
+    """A realtime room: the server simulates, clients predict and reconcile."""
+
+    mode = "realtime"
+
+    def __init__(self, name, config, outbox, signer, game_factory, now, seed=None,
+                 max_players=None, ids=None, metrics=None):
+        self.name = name
+        self.config = config
+        mp = max_players or config.world.max_players
+        self.world = config.world if mp == config.world.max_players else \
+            config.with_world(max_players=mp).world
+        self.out = outbox
+        self.signer = signer
+        self.metrics = metrics
+        self.now = now
+        self.rng = random.Random(seed)
+        self.state = TrackedMap({"entities": {}, "players": {}})
+        self.players = {}          # id -> Player (players and spectators)
+        self.gone = {}             # id -> Player within its grace period
+        self.queue = []            # (player, Message) in arrival order
+        self.window = []           # inputs processed since the last batch
+        self.tick = 0              # state ticks
+        self.sim_tick = 0
+        self.ticks_per_state = config.tick_rate // config.send_rate
+        self.ticks_per_batch = max(1, round(config.tick_rate * 0.1))
+        self._ids = ids or itertools.count(1)
+        self._entity_ids = itertools.count(1)
+        self.game = game_factory(self)
+        self.phase = "running"
+        self.created_at = now
+        self.state.collect()
+
+    # -- membership ----------------------------------------------------------
+    @property
+    def player_count(self):
+        return sum(1 for p in self.players.values() if not p.is_spectator)
+
+    @property
+    def spectator_count(self):
+        return sum(1 for p in self.players.values() if p.is_spectator)
+
+    @property
+    def empty(self):
+        return not self.players
+
+    def new_entity_id(self):
+        return next(self._entity_ids)
+
+    def join(self, name, role="player", sync="state"):
+        """A new player (or spectator). Raises JoinError(room_full)."""
+        if role != "spectator" and self.player_count >= self.world.max_players:
+            raise JoinError(wire.ROOM_FULL, "room %s is full (%d players)"
+                            % (self.name, self.world.max_players), wire.CLOSE_ROOM_FULL)
+        pid = "p%d" % next(self._ids)
+        player = Player(pid, name or "guest-%s" % pid, self, role, self.now)
+        player.sync = sync
+        player.token = self.signer.seal(room=self.name, pid=pid, n=player.nonce)
+        self.players[pid] = player
+        if role != "spectator":
+            self.state["players"][pid] = {"name": player.name, "connected": True,
+                                          "ping": 0, "score": 0}
+            self.game.player_joined(player)
+            self.broadcast_event("join", exclude=player, player=pid, name=player.name)
+        log.info("player {pid} ({name}) joined room {room}", pid=pid, name=player.name,
+                 room=self.name)
+        return player
+
+    def resume(self, body):
+        """The player a valid token names, back from its grace period (or taken over).
+
+        Returns (player, taken_over). Raises JoinError(bad_token) if it is gone."""
+        player = self.players.get(body.get("pid"))
+        if player is None or player.nonce != body.get("n"):
+            raise JoinError(wire.BAD_TOKEN, "token is dead: the player is gone", wire.CLOSE_BAD_TOKEN)
+        taken_over = player.connected
+        if taken_over:
+            self.out.close(player, wire.CLOSE_TAKEN_OVER, "taken over by a new connection")
+        else:
+            player.connected = True
+            player.gone_at = None
+            self.gone.pop(player.id, None)
+            if not player.is_spectator:
+                self.state["players"][player.id]["connected"] = True
+                self.broadcast_event("join", exclude=player, player=player.id, name=player.name)
+        player.sent_ack = -1
+        player.needs_snapshot = False
+        return player, taken_over
+
+    def welcome(self, player):
+        """``welcome`` then ``snapshot``: the first two messages after ``hello``."""
+        self.out.send(player, {
+            "t": "welcome", "you": player.id, "name": player.name, "room": self.name,
+            "token": player.token, "tick": self.tick, "rate": self.config.send_rate,
+            "ack": player.ack, "world": self.game.world_wire(),
+        })
+        self.out.send(player, {"t": "snapshot", "tick": self.tick, "ack": player.ack,
+                               "state": self.state.snapshot()})
+        player.sent_ack = player.ack
+
+    def disconnect(self, player):
+        """The player's connection closed (not a takeover): grace period starts."""
+        if not player.connected:
+            return
+        player.connected = False
+        if player.is_spectator:
+            self._remove(player)
+            return
+        player.gone_at = self.now
+        self.gone[player.id] = player
+        self.state["players"][player.id]["connected"] = False
+        self.broadcast_event("leave", exclude=player, player=player.id)
+        log.info("player {pid} disconnected from {room}; grace {grace}s",
+                 pid=player.id, room=self.name, grace=self.config.grace)
+
+    def _remove(self, player):
+        self.players.pop(player.id, None)
+        self.gone.pop(player.id, None)
+        if not player.is_spectator:
+            self.game.player_removed(player)
+            if player.id in self.state["players"]:
+                del self.state["players"][player.id]
+        log.info("player {pid} removed from room {room}", pid=player.id, room=self.name)
+
+    def add_score(self, player, n):
+        node = self.state["players"].get(player.id)
+        if node is not None:
+            node["score"] = node["score"] + n
+
+    def broadcast_event(self, kind, exclude=None, **fields):
+        msg = {"t": "event", "kind": kind}
+        msg.update(fields)
+        self.out.broadcast(self, msg, exclude)
+
+    # -- inputs ----------------------------------------------------------------
+    def submit(self, player, msg):
+        """Queue a validated numbered input for the next tick; returns how many are queued."""
+        self.queue.append((player, msg))
+        player.queued += 1
+        return player.queued
+
+    def request_snapshot(self, player):
+        player.needs_snapshot = True
+
+    def handle_message(self, player, msg):
+        """A validated message other than the realtime inputs (extensions)."""
+        raise wire.WireError(wire.BAD_MESSAGE, "%s is not used in a realtime room" % msg.t)
+
+    def _reject(self, player, seq, code, text):
+        self.out.send(player, {"t": "reject", "seq": seq, "code": code, "msg": text})
+        if self.metrics is not None:
+            self.metrics.rejected(code)
+
+    def _process(self, player, msg):
+        seq = msg["seq"]
+        if seq <= player.ack:
+            self._reject(player, seq, wire.BAD_SEQ, "seq %d is not above %d" % (seq, player.ack))
+            return
+        now = self.now
+        buckets = [player.buckets[b] for b in _BUCKETS_FOR.get(msg.t, ("all",))]
+        player.ack = seq
+        for b in buckets:
+            if not b.can_take(now):
+                self._reject(player, seq, wire.RATE_LIMITED, "too many %s inputs" % msg.t)
+                return
+        for b in buckets:
+            b.take()
+        if player.is_spectator:
+            self._reject(player, seq, "spectator", "spectators cannot send inputs")
+            return
+        if msg.t == "say":
+            self.broadcast_event("say", player=player.id, text=msg["text"])
+            return
+        if msg.t not in self.game.input_types:
+            self._reject(player, seq, wire.NOT_OWNER, "this game takes no %s inputs" % msg.t)
+            return
+        outcome = self.game.handle(player, msg)
+        if isinstance(outcome, Reject):
+            self._reject(player, seq, outcome.code, outcome.msg)
+        else:
+            self.window.append((player, msg))
+
+    # -- the tick ----------------------------------------------------------------
+    def run_tick(self, now, dt):
+        """One simulation tick: inputs, rules, step, and (on state ticks) the patch."""
+        self.now = now
+        queue, self.queue = self.queue, []
+        for player, msg in queue:
+            player.queued -= 1
+            if player.id in self.players:
+                self._process(player, msg)
+        game = self.game
+        game.step(dt)
+        self.sim_tick += 1
+        game.tick_rules(self.sim_tick)
+        if self.sim_tick % self.ticks_per_batch == 0:
+            window, self.window = self.window, []
+            game.batch_rules(window)
+        for c in game.take_corrections():
+            player = self.players.get(c.player)
+            if player is not None:
+                self.out.send(player, {"t": "correct", "id": c.id, "pos": c.pos,
+                                       "reason": c.reason, "seq": c.seq})
+        if self.sim_tick % self.ticks_per_state == 0:
+            self._state_tick(now)
+        if self.gone:
+            for player in list(self.gone.values()):
+                if now - player.gone_at >= self.config.grace:
+                    self._remove(player)
+
+    def _state_tick(self, now):
+        self.tick += 1
+        players_node = self.state["players"]
+        for player in self.players.values():
+            rtt = player.rtt_ms
+            if rtt is None or player.is_spectator:
+                continue
+            if player.ping_reported_at is None or now - player.ping_reported_at >= 1.0:
+                node = players_node[player.id]
+                if node["ping"] != rtt:
+                    node["ping"] = rtt
+                player.ping_reported_at = now
+        self.game.on_state_tick(self.tick)
+        patch = self.state.collect()
+        self.out.send_state(self, self.tick, patch)
+
+    def describe(self):
+        """The room as the lobby lists it."""
+        return {"id": self.name, "mode": self.mode, "phase": self.phase,
+                "players": self.player_count, "max_players": self.world.max_players,
+                "spectators": self.spectator_count}
+
+
+class RoomRegistry:
+    """Rooms by name; realtime rooms are created on first use."""
+
+    def __init__(self):
+        self.rooms = {}
+
+    def get(self, name):
+        return self.rooms.get(name)
+
+    def add(self, room):
+        self.rooms[room.name] = room
+        return room
+
+    def discard(self, room):
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+
+    def __iter__(self):
+        return iter(list(self.rooms.values()))
+
+    def __len__(self):
+        return len(self.rooms)

@@ -1,0 +1,20 @@
+"""Assembling a server: the service, the factory and the site, from a Config."""
+
+from arbiter.config import Config
+from arbiter.metrics import Metrics
+from arbiter.service import ArbiterService
+from protocols.factory import ArbiterFactory
+from web.site import build_site
+
+
+def build(config=None, clock=None, game_factory=None, static_dir=None):
+    """Returns (service, factory, site). The caller listens and starts the service."""
+    config = config or Config()
+    kwargs = {}
+    if game_factory is not None:
+        kwargs["game_factory"] = game_factory
+    service = ArbiterService(config, clock=clock, metrics=Metrics() if config.metrics else None,
+                             **kwargs)
+    factory = ArbiterFactory(service)
+    site = build_site(service, factory, **({"static_dir": static_dir} if static_dir else {}))
+    return service, factory, site

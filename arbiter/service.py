@@ -1,0 +1,124 @@
+"""The Arbiter service: one LoopingCall on an injected clock ticks every room."""
+
+import itertools
+import time
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from arbiter.config import Config
+from arbiter.games.cubes import CubeGame
+from arbiter.room import JoinError, RealtimeRoom, RoomRegistry
+from arbiter.tokens import BadToken, Signer
+from protocols import wire
+
+log = Logger()
+
+
+class ArbiterService(Service):
+    """Owns the rooms and the tick loop; the factory (its ``outbox``) owns sockets.
+
+    ``clock`` is any IReactorTime (a ``task.Clock`` in tests); ``monotonic``
+    gives the ``now`` of ``pong`` in seconds.
+    """
+
+    name = "arbiter"
+
+    def __init__(self, config=None, clock=None, game_factory=CubeGame,
+                 monotonic=time.monotonic, metrics=None):
+        self.config = config or Config()
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.clock = clock
+        self.monotonic = monotonic
+        self.game_factory = game_factory
+        self.signer = Signer(self.config.secret)
+        self.rooms = RoomRegistry()
+        self.outbox = None
+        self.metrics = metrics
+        self.room_factories = {"realtime": self._make_realtime}
+        self._player_ids = itertools.count(1)
+        self._loop = None
+        self.ticks = 0
+        self.overruns = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def startService(self):
+        super().startService()
+        self._loop = LoopingCall.withCount(self._tick)
+        self._loop.clock = self.clock
+        self._loop.start(1.0 / self.config.tick_rate, now=False)
+
+    def stopService(self):
+        """Stop ticking and close every client with 1001; fires when they are closed."""
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        super().stopService()
+        if self.outbox is not None:
+            return self.outbox.close_all(wire.CLOSE_GOING_AWAY, "server shutting down")
+        return None
+
+    def _tick(self, count=1):
+        if count > 1:
+            self.overruns += count - 1
+        self.tick_once(min(count, 5))
+
+    def tick_once(self, count=1):
+        """Run one tick of every room (``count`` base periods of simulated time)."""
+        started = time.perf_counter()
+        now = self.clock.seconds()
+        dt = count / self.config.tick_rate
+        for room in self.rooms:
+            room.run_tick(now, dt)
+            if room.empty and not getattr(room, "persistent", False):
+                self.rooms.discard(room)
+                log.info("room {room} closed (empty)", room=room.name)
+        self.ticks += 1
+        if self.outbox is not None:
+            self.outbox.after_tick()
+        if self.metrics is not None:
+            self.metrics.tick_done(time.perf_counter() - started, count - 1)
+
+    # -- rooms ---------------------------------------------------------------------
+    def _make_realtime(self, name, **options):
+        return RealtimeRoom(name, self.config, self.outbox, self.signer, self.game_factory,
+                            self.clock.seconds(), ids=self._player_ids,
+                            metrics=self.metrics, **options)
+
+    def create_room(self, name, mode="realtime", **options):
+        """Create a room (raises KeyError for an unknown mode, ValueError if it exists)."""
+        if self.rooms.get(name) is not None:
+            raise ValueError("room %s already exists" % name)
+        room = self.room_factories[mode](name, **options)
+        return self.rooms.add(room)
+
+    def join(self, hello):
+        """Honour a validated ``hello``: returns (room, player, taken_over).
+
+        A new realtime room is created on first use. Raises JoinError."""
+        name = hello["room"]
+        room = self.rooms.get(name)
+        if room is not None:
+            room.now = self.clock.seconds()
+        token = hello.get("token")
+        if token is not None:
+            try:
+                body = self.signer.open(token, name, now=self.clock.seconds())
+            except BadToken as e:
+                raise JoinError(wire.BAD_TOKEN, str(e), wire.CLOSE_BAD_TOKEN)
+            if room is None:
+                raise JoinError(wire.BAD_TOKEN, "token is dead: the room is gone",
+                                wire.CLOSE_BAD_TOKEN)
+            if "pid" in body and "n" in body:
+                player, taken_over = room.resume(body)
+                return room, player, taken_over
+            # a join token from the HTTP API (docs/HTTP.md): a new player
+            player = room.join_with_token(body, hello)
+            return room, player, False
+        if room is None:
+            room = self.create_room(name)
+        player = room.join(hello.get("name"), role=hello.get("role", "player"),
+                           sync=hello.get("sync", "state"))
+        return room, player, False

@@ -1,0 +1,207 @@
+"""Change-tracking nested maps that turn into RFC 7386 merge patches.
+
+A :class:`TrackedMap` behaves like a dict whose values are scalars, lists
+(treated as immutable leaves: assign a new list to change one) or nested maps
+(plain dicts are wrapped on assignment). It records which keys changed since
+the last :meth:`TrackedMap.collect`; ``collect()`` returns the merge patch that
+turns the state as of the previous collect into the current one, and resets.
+
+``None`` cannot be stored: in a merge patch ``null`` means "delete", so
+``m[k] = None`` raises ``TypeError``; use ``del m[k]``.
+
+A tick that changed nothing collects ``{}``; the server then sends no delta
+unless the player's ``ack`` moved (see docs/STATE.md).
+"""
+
+from collections.abc import MutableMapping
+
+_MISSING = object()
+
+
+class TrackedMap(MutableMapping):
+    """A dict that remembers what changed under it, to any depth."""
+
+    __slots__ = ("_data", "_parent", "_key", "_orig", "_dirty", "_notified")
+
+    def __init__(self, initial=None):
+        self._data = {}
+        self._parent = None
+        self._key = None
+        # key -> value as of the last collect (plain data), for keys assigned
+        # or deleted since then.
+        self._orig = {}
+        # keys whose nested map changed in place since the last collect.
+        self._dirty = set()
+        self._notified = False
+        if initial:
+            for k, v in initial.items():
+                self[k] = v
+
+    # -- MutableMapping -------------------------------------------------
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self):
+        return len(self._data)
+
+    def __contains__(self, key):
+        return key in self._data
+
+    def get(self, key, default=None):
+        return self._data.get(key, default)
+
+    def __setitem__(self, key, value):
+        if value is None:
+            raise TypeError(
+                "cannot store None at %r: null means delete in a merge patch; use del" % (key,)
+            )
+        if isinstance(value, dict) and not isinstance(value, TrackedMap):
+            value = TrackedMap(value)
+        data = self._data
+        old = data.get(key, _MISSING)
+        if old is value:
+            return
+        if key not in self._orig:
+            self._orig[key] = _plain(old)
+        if isinstance(old, TrackedMap):
+            old._parent = None
+        if isinstance(value, TrackedMap):
+            if value._parent is not None:
+                raise ValueError("a TrackedMap can live in only one place")
+            value._clear_marks()   # the whole value goes out with this key
+            value._parent = self
+            value._key = key
+        data[key] = value
+        self._mark()
+
+    def __delitem__(self, key):
+        old = self._data.pop(key)
+        if key not in self._orig:
+            self._orig[key] = _plain(old)
+        if isinstance(old, TrackedMap):
+            old._parent = None
+        self._mark()
+
+    def __repr__(self):
+        return "TrackedMap(%r)" % (self.snapshot(),)
+
+    def __eq__(self, other):
+        if isinstance(other, TrackedMap):
+            other = other.snapshot()
+        return self.snapshot() == other
+
+    __hash__ = None
+
+    # -- tracking -------------------------------------------------------
+    def _mark(self):
+        if self._notified:
+            return
+        self._notified = True
+        parent = self._parent
+        if parent is not None:
+            parent._dirty.add(self._key)
+            parent._mark()
+
+    def _clear_marks(self):
+        data = self._data
+        for key in self._dirty:
+            child = data.get(key)
+            if isinstance(child, TrackedMap):
+                child._clear_marks()
+        for key in self._orig:
+            child = data.get(key)
+            if isinstance(child, TrackedMap) and child._notified:
+                child._clear_marks()
+        self._orig.clear()
+        self._dirty.clear()
+        self._notified = False
+
+    def snapshot(self):
+        """The whole map as plain dicts and values."""
+        out = {}
+        for k, v in self._data.items():
+            out[k] = v.snapshot() if isinstance(v, TrackedMap) else v
+        return out
+
+    def peek(self):
+        """The merge patch since the last collect, without resetting."""
+        patch = {}
+        orig = self._orig
+        data = self._data
+        for key, before in orig.items():
+            now = data.get(key, _MISSING)
+            if now is _MISSING:
+                if before is not _MISSING:
+                    patch[key] = None
+            elif isinstance(now, TrackedMap):
+                snap = now.snapshot()
+                if isinstance(before, dict):
+                    sub = diff(before, snap)
+                    if sub:
+                        patch[key] = sub
+                else:
+                    patch[key] = snap
+            elif before is _MISSING or before != now or type(before) is not type(now):
+                patch[key] = now
+        for key in self._dirty:
+            if key in orig:
+                continue
+            child = data.get(key)
+            if isinstance(child, TrackedMap):
+                sub = child.peek()
+                if sub:
+                    patch[key] = sub
+        return patch
+
+    def collect(self):
+        """The merge patch since the last collect; starts a new window."""
+        if not self._notified:
+            return {}
+        patch = self.peek()
+        self._clear_marks()
+        return patch
+
+
+def _plain(value):
+    if isinstance(value, TrackedMap):
+        return value.snapshot()
+    return value
+
+
+def diff(before, after):
+    """The merge patch that turns plain map ``before`` into ``after``."""
+    patch = {}
+    for k in before:
+        if k not in after:
+            patch[k] = None
+    for k, v in after.items():
+        if k not in before:
+            patch[k] = v
+            continue
+        old = before[k]
+        if isinstance(v, dict) and isinstance(old, dict):
+            sub = diff(old, v)
+            if sub:
+                patch[k] = sub
+        elif old != v or type(old) is not type(v):
+            patch[k] = v
+    return patch
+
+
+def apply_merge_patch(target, patch):
+    """Apply an RFC 7386 merge patch to plain dict ``target`` in place; return it."""
+    if not isinstance(patch, dict):
+        return patch
+    if not isinstance(target, dict):
+        target = {}
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict):
+            target[k] = apply_merge_patch(target.get(k), v)
+        else:
+            target[k] = v
+    return target

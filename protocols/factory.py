@@ -1,0 +1,162 @@
+"""ArbiterFactory: the registry of PlayerProtocols and the rooms' outbox."""
+
+from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from protocols import wire
+from protocols.player import PlayerProtocol
+
+log = Logger()
+
+
+class ArbiterFactory(WebSocketServerFactory):
+    """Registers each PlayerProtocol on open, by player id on ``hello``, and
+    unregisters it on close. Rooms send through it: ``send`` to one player,
+    ``broadcast`` to a room with the frame prepared once per encoding, and
+    ``send_state`` with each player's own ``ack`` spliced into a patch encoded
+    once per room and encoding.
+    """
+
+    protocol = PlayerProtocol
+
+    def __init__(self, service, url=None, ping_interval=1.0):
+        super().__init__(url)
+        self.service = service
+        self.config = service.config
+        self.metrics = service.metrics
+        service.outbox = self
+        self.players = {}            # player id -> PlayerProtocol
+        self.connections = set()
+        self.paused_readers = set()
+        size = self.config.max_message_size
+        self.setProtocolOptions(
+            maxMessagePayloadSize=size, maxFramePayloadSize=size, failByDrop=False,
+            openHandshakeTimeout=10, closeHandshakeTimeout=2, autoFragmentSize=0,
+        )
+        self._closed_waiters = []
+        self._ping_loop = LoopingCall(self._ping_all)
+        self._ping_loop.clock = service.clock
+        self.ping_interval = ping_interval
+
+    # -- registry --------------------------------------------------------------
+    def connection_opened(self, proto):
+        self.connections.add(proto)
+        if self.metrics is not None:
+            self.metrics.connections.inc()
+        if not self._ping_loop.running and self.ping_interval:
+            self._ping_loop.start(self.ping_interval, now=False)
+
+    def register(self, player, proto):
+        self.players[player.id] = proto
+
+    def connection_closed(self, proto):
+        if proto not in self.connections:
+            return
+        self.connections.discard(proto)
+        self.paused_readers.discard(proto)
+        if self.metrics is not None:
+            self.metrics.connections.dec()
+        player = proto.player
+        if player is not None and self.players.get(player.id) is proto:
+            del self.players[player.id]
+            proto.room.disconnect(player)
+        if not self.connections:
+            if self._ping_loop.running:
+                self._ping_loop.stop()
+            waiters, self._closed_waiters = self._closed_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def protocol_for(self, player):
+        return self.players.get(player.id)
+
+    # -- the outbox --------------------------------------------------------------
+    def send(self, player, msg):
+        proto = self.players.get(player.id)
+        if proto is not None:
+            proto.send_msg(msg)
+
+    def broadcast(self, room, msg, exclude=None):
+        prepared = {}
+        for player in room.players.values():
+            if player is exclude or not player.connected:
+                continue
+            proto = self.players.get(player.id)
+            if proto is None:
+                continue
+            enc = proto.encoding
+            frame = prepared.get(enc)
+            if frame is None:
+                payload, binary = wire.encode(msg, enc)
+                frame = prepared[enc] = (self.prepareMessage(payload, binary), len(payload))
+            if proto.congested:
+                proto.send_payload(*wire.encode(msg, enc))
+            else:
+                self.count_out(frame[1])
+                proto.sendPreparedMessage(frame[0])
+
+    def send_state(self, room, tick, patch):
+        bodies = {}
+        for player in room.players.values():
+            proto = self.players.get(player.id)
+            if proto is None or not player.connected:
+                continue
+            if proto.congested:
+                if not player.needs_snapshot:
+                    player.needs_snapshot = True
+                    if self.metrics is not None:
+                        self.metrics.slow_skips.inc()
+                continue
+            if player.needs_snapshot:
+                kind, key = "snapshot", "state"
+                player.needs_snapshot = False
+            elif patch or player.ack != player.sent_ack:
+                kind, key = "delta", "patch"
+            else:
+                continue
+            enc = proto.encoding
+            body = bodies.get((kind, enc))
+            if body is None:
+                src = room.state.snapshot() if kind == "snapshot" else patch
+                body = bodies[(kind, enc)] = wire.encode_patch(src, enc)
+            proto.send_payload(*wire.state_frame(kind, tick, player.ack, body, enc, key))
+            player.sent_ack = player.ack
+
+    def close(self, player, code, reason):
+        proto = self.players.pop(player.id, None)
+        if proto is not None:
+            proto.close_with(code, reason)
+
+    def close_all(self, code, reason):
+        """Close every connection; the Deferred fires when all are gone (or after 2 s)."""
+        if not self.connections:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._closed_waiters.append(d)
+        for proto in list(self.connections):
+            proto.close_with(code, reason)
+        timeout = self.service.clock.callLater(2.0, lambda: not d.called and d.callback(None))
+        d.addBoth(lambda r: (timeout.active() and timeout.cancel(), r)[1])
+        return d
+
+    def after_tick(self):
+        if self.paused_readers:
+            readers, self.paused_readers = self.paused_readers, set()
+            for proto in readers:
+                proto.resume_reading()
+
+    # -- housekeeping -------------------------------------------------------------
+    def _ping_all(self):
+        for proto in list(self.connections):
+            if proto.player is not None:
+                proto.send_ping()
+
+    def count_out(self, n):
+        if self.metrics is not None:
+            self.metrics.bytes_out.inc(n)
+
+    def slow_consumer_dropped(self, proto):
+        if self.metrics is not None:
+            self.metrics.slow_drops.inc()

@@ -1,0 +1,451 @@
+// The lower layer of the Arbiter client: one player's link to a room.
+//
+// Connection knows the wire (PROTOCOL.md) but no game: it opens the WebSocket
+// with the `arbiter.v1.json` or `arbiter.v1.msgpack` subprotocol, says `hello`,
+// keeps the `welcome`, numbers inputs (`seq`), syncs the clock with ping/pong,
+// reconnects with the token (kept in sessionStorage) and back-off, counts bytes,
+// and can add simulated latency on send and receive. Higher layers (the
+// realtime client, a lockstep client) subscribe to its messages.
+
+import { Emitter } from "./emitter.js";
+
+export const SUBPROTOCOL_JSON = "arbiter.v1.json";
+export const SUBPROTOCOL_MSGPACK = "arbiter.v1.msgpack";
+
+export const CLOSE_TAKEN_OVER = 4000;
+export const CLOSE_BAD_TOKEN = 4001;
+export const CLOSE_ROOM_FULL = 4003;
+
+/** Connection states, in the order a healthy session goes through them. */
+export const Status = Object.freeze({
+  IDLE: "idle",
+  CONNECTING: "connecting", // socket opening
+  JOINING: "joining", // hello sent, waiting for welcome
+  OPEN: "open", // welcome received
+  RECONNECTING: "reconnecting", // waiting for the next attempt
+  TAKEN_OVER: "taken_over", // another tab resumed this player (close 4000)
+  ROOM_FULL: "room_full", // close 4003
+  CLOSED: "closed", // close() was called
+});
+
+const now = () => (globalThis.performance ? performance.now() : Date.now());
+
+function defaultUrl() {
+  const loc = globalThis.location;
+  if (!loc) throw new Error("Connection needs a url outside a browser page");
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/ws`;
+}
+
+function defaultStorage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null; // storage disabled by the browser
+  }
+}
+
+/** A sliding one-second sum, for bytes/s and the like. */
+export class RateMeter {
+  constructor(windowMs = 1000) {
+    this.windowMs = windowMs;
+    this._events = [];
+    this._sum = 0;
+  }
+
+  add(amount, t = now()) {
+    this._events.push([t, amount]);
+    this._sum += amount;
+    this._trim(t);
+  }
+
+  perSecond(t = now()) {
+    this._trim(t);
+    return (this._sum * 1000) / this.windowMs;
+  }
+
+  _trim(t) {
+    const cutoff = t - this.windowMs;
+    let i = 0;
+    while (i < this._events.length && this._events[i][0] < cutoff) {
+      this._sum -= this._events[i][1];
+      i++;
+    }
+    if (i) this._events.splice(0, i);
+  }
+}
+
+/**
+ * Round trip and server clock from ping/pong. The offset comes from the
+ * sample with the smallest round trip among the last few (the least queued).
+ */
+export class ClockSync {
+  constructor(keep = 8) {
+    this.keep = keep;
+    this.samples = [];
+    this.rtt = null; // the latest round trip, ms
+    this.offset = null; // server clock - local clock, ms
+    this.pongTick = null;
+    this.pongLocal = null;
+  }
+
+  observe(sentAt, receivedAt, serverNow, serverTick) {
+    const rtt = receivedAt - sentAt;
+    this.rtt = rtt;
+    this.samples.push({ rtt, offset: serverNow + rtt / 2 - receivedAt });
+    if (this.samples.length > this.keep) this.samples.shift();
+    let best = this.samples[0];
+    for (const s of this.samples) if (s.rtt < best.rtt) best = s;
+    this.offset = best.offset;
+    if (serverTick !== undefined) {
+      this.pongTick = serverTick;
+      this.pongLocal = receivedAt - rtt / 2;
+    }
+  }
+
+  /** The median of the kept round trips (steadier than the latest), or null. */
+  medianRtt() {
+    if (!this.samples.length) return null;
+    const sorted = this.samples.map((s) => s.rtt).sort((a, b) => a - b);
+    return sorted[Math.floor(sorted.length / 2)];
+  }
+
+  /** The server's monotonic clock now, estimated, or null before the first pong. */
+  serverNow(t = now()) {
+    return this.offset === null ? null : t + this.offset;
+  }
+}
+
+/**
+ * One player's link to one room.
+ *
+ * Options: url (default ws(s)://this-host/ws), room ("main"), name,
+ * encoding ("json" | "msgpack"), storage (sessionStorage; null to keep the
+ * token only in memory), reconnect (true), backoff ({min: 250, max: 8000}),
+ * pingInterval (1000 ms; 0 = off), latency ({send, recv, jitter} in ms),
+ * hello (extra fields merged into `hello`), WebSocket (constructor).
+ *
+ * Events (subscribe with on(type, fn)): "status" (status, detail), "welcome"
+ * (msg), "message" (msg, every message from the server), one event per message
+ * type ("snapshot", "delta", "reject", "correct", "event", "pong", "error",
+ * and any other `t`), "close" ({code, reason}), "send" (msg).
+ */
+export class Connection extends Emitter {
+  constructor(options = {}) {
+    super();
+    this.url = options.url ?? defaultUrl();
+    this.room = options.room ?? "main";
+    this.name = options.name;
+    this.encoding = options.encoding ?? "json";
+    this.storage = options.storage === undefined ? defaultStorage() : options.storage;
+    this.reconnect = options.reconnect ?? true;
+    this.backoff = { min: 250, max: 8000, ...(options.backoff ?? {}) };
+    this.pingInterval = options.pingInterval ?? 1000;
+    this.helloExtra = options.hello ?? {};
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.latency = { send: 0, recv: 0, jitter: 0, ...(options.latency ?? {}) };
+
+    this.status = Status.IDLE;
+    this.welcome = null; // the latest welcome message
+    this.you = null;
+    this.world = null;
+    this.rate = null;
+    this.ack = 0; // highest ack seen in welcome / snapshot / delta
+    this.lastSeq = 0; // highest seq sent
+    this.attempts = 0; // failed attempts since the last welcome
+    this.clock = new ClockSync();
+    this.bytesIn = new RateMeter();
+    this.bytesOut = new RateMeter();
+    this.totalBytesIn = 0;
+    this.messagesIn = 0;
+
+    this._ws = null;
+    this._codec = null;
+    this._pingTimer = null;
+    this._retryTimer = null;
+    this._lastOutAt = 0;
+    this._lastInAt = 0;
+    this._firstWelcome = null;
+  }
+
+  get tokenKey() {
+    return `arbiter.token.${this.room}`;
+  }
+
+  get token() {
+    try {
+      return this.storage ? this.storage.getItem(this.tokenKey) : this._token ?? null;
+    } catch {
+      return this._token ?? null;
+    }
+  }
+
+  set token(value) {
+    this._token = value;
+    try {
+      if (!this.storage) return;
+      if (value) this.storage.setItem(this.tokenKey, value);
+      else this.storage.removeItem(this.tokenKey);
+    } catch {
+      // storage full or disabled: the in-memory copy still serves reconnects
+    }
+  }
+
+  /** Open the link; resolves with the first `welcome`. */
+  connect() {
+    if (!this._firstWelcome) {
+      this._firstWelcome = new Promise((resolve, reject) => {
+        this._resolveWelcome = resolve;
+        this._rejectWelcome = reject;
+      });
+      this._firstWelcome.catch(() => {}); // a caller that does not await must not see an unhandled rejection
+    }
+    if (this.status === Status.IDLE || this.status === Status.CLOSED || this.status === Status.RECONNECTING) {
+      this._open();
+    }
+    return this._firstWelcome;
+  }
+
+  /** Close for good (no reconnection). The token stays stored for a later resume. */
+  close(code = 1000, reason = "bye") {
+    clearTimeout(this._retryTimer);
+    this._stopPing();
+    this._setStatus(Status.CLOSED);
+    const ws = this._ws;
+    this._ws = null;
+    if (ws && ws.readyState <= 1) ws.close(code, reason);
+  }
+
+  /** Forget the stored token, so the next connect() joins as a new player. */
+  forgetToken() {
+    this.token = null;
+  }
+
+  /** Change the simulated latency: {send, recv, jitter} in ms (each way). */
+  setLatency(latency) {
+    Object.assign(this.latency, latency);
+  }
+
+  get isOpen() {
+    return this.status === Status.OPEN;
+  }
+
+  /** Send one message (a plain object with `t`). Returns false when not joined. */
+  send(msg) {
+    if (!this._ws || (this.status !== Status.OPEN && msg.t !== "hello")) return false;
+    const ws = this._ws;
+    const data = this._codec.encode(msg);
+    this.bytesOut.add(typeof data === "string" ? data.length : data.byteLength);
+    this.emit("send", msg);
+    this._delay("send", () => {
+      if (ws.readyState === 1) ws.send(data);
+    });
+    return true;
+  }
+
+  /** Number and send an input (`move`, `spawn`, ...). Returns its seq, or 0 when not joined. */
+  sendInput(msg) {
+    if (!this.isOpen) return 0;
+    const seq = this.lastSeq + 1;
+    this.lastSeq = seq;
+    this.send({ ...msg, seq });
+    return seq;
+  }
+
+  // -- internals ------------------------------------------------------------
+
+  _setStatus(status, detail) {
+    if (this.status === status) return;
+    this.status = status;
+    this.emit("status", status, detail);
+  }
+
+  async _open() {
+    clearTimeout(this._retryTimer);
+    this._setStatus(Status.CONNECTING);
+    try {
+      this._codec = await makeCodec(this.encoding);
+    } catch (err) {
+      this._setStatus(Status.CLOSED, String(err));
+      this._rejectWelcome?.(err);
+      return;
+    }
+    if (this.status !== Status.CONNECTING) return; // closed meanwhile
+    let ws;
+    try {
+      ws = new this.WebSocket(this.url, [this._codec.subprotocol]);
+    } catch (err) {
+      this._scheduleRetry({ code: 0, reason: String(err) });
+      return;
+    }
+    ws.binaryType = "arraybuffer";
+    this._ws = ws;
+    this._lastOutAt = this._lastInAt = 0;
+    ws.onopen = () => {
+      if (this._ws !== ws) return;
+      this._setStatus(Status.JOINING);
+      const hello = { t: "hello", v: 1, room: this.room, ...this.helloExtra };
+      if (this.name) hello.name = this.name;
+      const token = this.token;
+      if (token) hello.token = token;
+      this.send(hello);
+    };
+    ws.onmessage = (ev) => {
+      const size = typeof ev.data === "string" ? utf8Length(ev.data) : ev.data.byteLength;
+      this._delay("recv", () => {
+        if (this._ws !== ws) return;
+        this.bytesIn.add(size);
+        this.totalBytesIn += size;
+        this.messagesIn++;
+        let msg;
+        try {
+          msg = this._codec.decode(ev.data);
+        } catch (err) {
+          console.warn("arbiter: undecodable frame from the server", err);
+          return;
+        }
+        this._receive(msg);
+      });
+    };
+    ws.onclose = (ev) => {
+      const info = { code: ev.code, reason: ev.reason };
+      this._delay("recv", () => {
+        if (this._ws !== ws) return;
+        this._ws = null;
+        this._closed(info);
+      });
+    };
+    ws.onerror = () => {
+      // Always followed by close; the close code says more.
+    };
+  }
+
+  _receive(msg) {
+    if (!msg || typeof msg !== "object") return;
+    switch (msg.t) {
+      case "welcome":
+        this.welcome = msg;
+        this.you = msg.you;
+        this.name = msg.name ?? this.name;
+        this.world = msg.world;
+        this.rate = msg.rate;
+        this.ack = msg.ack ?? 0;
+        this.lastSeq = Math.max(this.lastSeq, this.ack);
+        this.token = msg.token;
+        this.attempts = 0;
+        this._setStatus(Status.OPEN);
+        this._startPing();
+        break;
+      case "snapshot":
+      case "delta":
+        if (typeof msg.ack === "number") this.ack = msg.ack;
+        break;
+      case "pong":
+        if (typeof msg.ts === "number") this.clock.observe(msg.ts, now(), msg.now, msg.tick);
+        break;
+      case "error":
+        if (msg.code === "bad_token") this.token = null; // dead or foreign: join afresh
+        break;
+    }
+    this.emit("message", msg);
+    this.emit(msg.t, msg);
+    if (msg.t === "welcome" && this._resolveWelcome) {
+      this._resolveWelcome(msg);
+      this._resolveWelcome = this._rejectWelcome = null;
+    }
+  }
+
+  _closed(info) {
+    this._stopPing();
+    this.emit("close", info);
+    if (this.status === Status.CLOSED) return;
+    if (info.code === CLOSE_TAKEN_OVER) {
+      this._setStatus(Status.TAKEN_OVER, info);
+      return;
+    }
+    if (info.code === CLOSE_ROOM_FULL) {
+      this._setStatus(Status.ROOM_FULL, info);
+      this._rejectWelcome?.(new Error("room_full"));
+      return;
+    }
+    if (info.code === CLOSE_BAD_TOKEN) {
+      this.token = null;
+      this.attempts = 0; // the next attempt is a fresh join, at once
+    }
+    this._scheduleRetry(info);
+  }
+
+  _scheduleRetry(info) {
+    if (!this.reconnect) {
+      this._setStatus(Status.CLOSED, info);
+      return;
+    }
+    const base = Math.min(this.backoff.max, this.backoff.min * 2 ** this.attempts);
+    const wait = this.attempts === 0 && info.code === CLOSE_BAD_TOKEN ? 0 : base * (0.5 + Math.random() / 2);
+    this.attempts++;
+    this._setStatus(Status.RECONNECTING, { ...info, wait });
+    this._retryTimer = setTimeout(() => this._open(), wait);
+  }
+
+  _startPing() {
+    this._stopPing();
+    if (!this.pingInterval) return;
+    const ping = () => this.send({ t: "ping", ts: now() });
+    ping();
+    this._pingTimer = setInterval(ping, this.pingInterval);
+  }
+
+  _stopPing() {
+    clearInterval(this._pingTimer);
+    this._pingTimer = null;
+  }
+
+  /** Run fn after the simulated latency, keeping order in each direction (like TCP). */
+  _delay(direction, fn) {
+    const base = direction === "send" ? this.latency.send : this.latency.recv;
+    const jitter = this.latency.jitter;
+    const key = direction === "send" ? "_lastOutAt" : "_lastInAt";
+    if (!base && !jitter && this[key] <= now()) {
+      fn();
+      return;
+    }
+    const at = Math.max(now() + (base || 0) + Math.random() * (jitter || 0), this[key]);
+    this[key] = at;
+    setTimeout(fn, Math.max(0, at - now()));
+  }
+}
+
+/** Bytes of a string once encoded as UTF-8 (what went over the wire). */
+function utf8Length(s) {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdfff ? 2 : 3; // a surrogate pair is 4
+  }
+  return n;
+}
+
+/** The encoder/decoder for a subprotocol; msgpack is loaded only when asked for. */
+export async function makeCodec(encoding) {
+  if (encoding === "msgpack") {
+    const { encode, decode } = await import("@msgpack/msgpack");
+    return {
+      subprotocol: SUBPROTOCOL_MSGPACK,
+      encode: (msg) => encode(msg),
+      decode: (data) => {
+        if (typeof data === "string") throw new Error("text frame in a msgpack session");
+        return decode(new Uint8Array(data));
+      },
+    };
+  }
+  if (encoding === "json") {
+    return {
+      subprotocol: SUBPROTOCOL_JSON,
+      encode: (msg) => JSON.stringify(msg),
+      decode: (data) => {
+        if (typeof data !== "string") throw new Error("binary frame in a JSON session");
+        return JSON.parse(data);
+      },
+    };
+  }
+  throw new Error(`unknown encoding ${JSON.stringify(encoding)}, expected "json" or "msgpack"`);
+}
