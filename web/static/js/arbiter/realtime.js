@@ -1,0 +1,391 @@
+// The higher layer of the Arbiter client: a realtime room as a player sees it.
+//
+// RealtimeClient mirrors the authoritative state (snapshot + RFC 7386 merge
+// patch deltas), predicts your own avatar with the shared movement function,
+// reconciles with the server (drops inputs up to `ack`, replays the rest,
+// blends small errors and snaps large ones), and interpolates everything else
+// about 100 ms in the past. It draws nothing: call view() once per frame and
+// render what it returns.
+
+import { Connection } from "./connection.js";
+import { Emitter } from "./emitter.js";
+import { applyMergePatch } from "./merge-patch.js";
+import { StateBuffer, TickClock } from "./interpolation.js";
+import { stepAvatar } from "../movement.js";
+
+const now = () => (globalThis.performance ? performance.now() : Date.now());
+
+/** Largest `dt` a `move` may carry (PROTOCOL.md). */
+export const MAX_MOVE_DT = 250;
+/** Most cubes one `order` may name (PROTOCOL.md). */
+export const MAX_ORDER_IDS = 16;
+
+/**
+ * Options: everything Connection takes (url, room, name, encoding, latency,
+ * ...), or `connection` to use one you made, plus
+ *   predict (true): predict your own avatar; off, it is drawn where the server last said
+ *   interpolate (true): draw others ~interpolationDelay ms in the past; off, at the latest state
+ *   interpolationDelay (100 ms, plus the measured jitter)
+ *   sampleRate (30): `move` messages per second while a direction is held
+ *   snapDistance (2 units): a prediction error larger than this snaps, a smaller one blends
+ *   blendTime (100 ms): time constant of the blend
+ *
+ * Events: everything Connection emits, plus "state" (msg, after the mirror
+ * was updated), "correction" ({id, error: [dx, dz], snapped, reason}),
+ * "join"/"leave"/"say"/"tag" (the `event` message by kind).
+ */
+export class RealtimeClient extends Emitter {
+  constructor(options = {}) {
+    super();
+    this.connection = options.connection ?? new Connection(options);
+    this.predict = options.predict ?? true;
+    this.interpolate = options.interpolate ?? true;
+    this.interpolationDelay = options.interpolationDelay ?? 100;
+    this.sampleRate = options.sampleRate ?? 30;
+    this.snapDistance = options.snapDistance ?? 2;
+    this.blendTime = options.blendTime ?? 100;
+
+    this.state = { entities: {}, players: {} }; // the authoritative mirror
+    this.tick = null; // tick of the latest state message
+    this.ack = 0; // ack of the latest state message
+    this.buffer = new StateBuffer();
+    this.tickClock = null;
+
+    this.pendingMoves = []; // [{seq, dir: [dx, dz], dt}] sent, not yet acked
+    this.sentSeqs = []; // every input sent and not yet acked, for the backlog
+    this.corrections = []; // times of recent corrections, for corrections/s
+    this.correctionCount = 0;
+
+    this._dir = [0, 0];
+    this._segmentStart = 0;
+    this._sampleTimer = null;
+    this._authPos = null; // own avatar [x, y, z] at `ack`
+    this._predicted = null; // own avatar [x, z] after the pending moves
+    this._error = [0, 0]; // visual offset being blended away
+    this._errorAt = 0;
+    this._correctedUpTo = 0; // a `correct` covered inputs up to this seq
+    this._avatarId = null;
+
+    const c = this.connection;
+    for (const t of ["status", "welcome", "message", "close", "send", "pong", "error", "event", "reject", "correct", "snapshot", "delta"]) {
+      c.on(t, (...args) => this.emit(t, ...args));
+    }
+    c.on("welcome", (msg) => this._onWelcome(msg));
+    c.on("snapshot", (msg) => this._onState(msg, true));
+    c.on("delta", (msg) => this._onState(msg, false));
+    c.on("reject", (msg) => this._onReject(msg));
+    c.on("correct", (msg) => this._onCorrect(msg));
+    c.on("event", (msg) => this.emit(msg.kind, msg));
+    c.on("status", (status) => {
+      if (status !== "open") this._stopSampling();
+    });
+  }
+
+  // -- the session ------------------------------------------------------------
+
+  connect() {
+    return this.connection.connect();
+  }
+
+  close() {
+    this._stopSampling();
+    this.connection.close();
+  }
+
+  get you() {
+    return this.connection.you;
+  }
+
+  get world() {
+    return this.connection.world;
+  }
+
+  get status() {
+    return this.connection.status;
+  }
+
+  /** The entity id (a string) of your avatar, or null. */
+  get avatarId() {
+    const e = this._avatarId && this.state.entities[this._avatarId];
+    if (e && e.kind === "avatar" && e.owner === this.you) return this._avatarId;
+    this._avatarId = null;
+    for (const [id, ent] of Object.entries(this.state.entities)) {
+      if (ent && ent.kind === "avatar" && ent.owner === this.you) this._avatarId = id;
+    }
+    return this._avatarId;
+  }
+
+  // -- inputs -----------------------------------------------------------------
+
+  /**
+   * Hold a direction (dx, dz in [-1, 1]; [0, 0] to stop). While it is held
+   * the client sends one `move` per 1/sampleRate s with the elapsed time as
+   * `dt`, and your avatar moves at once (prediction). A press from rest
+   * moves one sample ahead right away, so even a tap moves you.
+   */
+  setDirection(dx, dz) {
+    dx = Math.max(-1, Math.min(1, dx || 0));
+    dz = Math.max(-1, Math.min(1, dz || 0));
+    if (dx === this._dir[0] && dz === this._dir[1]) return;
+    const t = now();
+    this._flushMove(t);
+    const wasIdle = !this._dir[0] && !this._dir[1];
+    this._dir = [dx, dz];
+    if (!dx && !dz) {
+      this._stopSampling();
+      return;
+    }
+    if (wasIdle) {
+      // From rest: the first sample goes out now, the segment starts after it.
+      const lead = Math.round(1000 / this.sampleRate);
+      this._segmentStart = t;
+      this._sendMove(lead);
+      this._segmentStart = t + lead;
+    } else {
+      this._segmentStart = Math.min(this._segmentStart, t);
+    }
+    this._startSampling();
+  }
+
+  get direction() {
+    return [...this._dir];
+  }
+
+  spawn(at) {
+    return this.connection.sendInput(at ? { t: "spawn", at: [at[0], at[1]] } : { t: "spawn" });
+  }
+
+  /** Delete one of your cubes. */
+  remove(id) {
+    return this.connection.sendInput({ t: "delete", id: Number(id) });
+  }
+
+  /** Send your cubes toward [x, z]; more than 16 ids go out as several orders. Returns the seqs. */
+  order(ids, to) {
+    const seqs = [];
+    const list = ids.map(Number);
+    for (let i = 0; i < list.length; i += MAX_ORDER_IDS) {
+      seqs.push(this.connection.sendInput({ t: "order", ids: list.slice(i, i + MAX_ORDER_IDS), to: [to[0], to[1]] }));
+    }
+    return seqs;
+  }
+
+  /** Tag another player's avatar as you see it now (lag compensation uses the tick you render). */
+  tag(id) {
+    return this.connection.sendInput({ t: "tag", id: Number(id), view: this.viewTick() });
+  }
+
+  say(text) {
+    return this.connection.sendInput({ t: "say", text });
+  }
+
+  resync() {
+    return this.connection.send({ t: "resync" });
+  }
+
+  // -- what to draw -----------------------------------------------------------
+
+  /** The server tick others are drawn at now (an integer, for `tag`'s `view`). */
+  viewTick(t = now()) {
+    const rt = this.renderTick(t);
+    return Math.max(0, Math.round(rt ?? this.tick ?? 0));
+  }
+
+  /** The fractional server tick others are drawn at, or null before the first state. */
+  renderTick(t = now()) {
+    if (!this.interpolate || !this.tickClock || this.tickClock.base === null) return this.tick;
+    const delay = this.interpolationDelay + this.tickClock.spread;
+    return Math.min(this.tickClock.tickAt(t - delay), this.tick);
+  }
+
+  /** The render delay behind the newest state, ms (interpolationDelay + jitter). */
+  get renderDelay() {
+    return this.interpolate && this.tickClock ? this.interpolationDelay + this.tickClock.spread : 0;
+  }
+
+  /**
+   * Everything to draw at local time t: a Map id -> {kind, owner, pos: [x, y, z],
+   * color, to?, predicted?}. Your avatar is predicted (when on), the rest
+   * interpolated (when on).
+   */
+  view(t = now()) {
+    const src = this.interpolate ? this.buffer.sample(this.renderTick(t)) : this.buffer.latest?.entities ?? new Map();
+    const out = new Map(src);
+    const id = this.avatarId;
+    if (id !== null) {
+      const own = this.state.entities[id];
+      out.set(id, { ...own, pos: this.predictedPosition(t) ?? own.pos, predicted: this.predict });
+    }
+    return out;
+  }
+
+  /** Your avatar as drawn at time t: [x, y, z], or null. */
+  predictedPosition(t = now()) {
+    if (!this._authPos) return null;
+    const y = this._authPos[1];
+    if (!this.predict) return [this._authPos[0], y, this._authPos[2]];
+    let [x, z] = this._predicted;
+    // The part of the held direction not yet sent, so motion is smooth between samples.
+    const elapsed = Math.min(MAX_MOVE_DT, t - this._segmentStart);
+    if ((this._dir[0] || this._dir[1]) && elapsed > 0) {
+      [x, z] = this._advance(x, z, this._dir, elapsed, false);
+    }
+    const k = this._errorDecay(t);
+    return [x + this._error[0] * k, y, z + this._error[1] * k];
+  }
+
+  /** Inputs sent and not yet acked. */
+  get backlog() {
+    return this.sentSeqs.length;
+  }
+
+  /** Prediction corrections in the last second. */
+  correctionsPerSecond(t = now()) {
+    while (this.corrections.length && this.corrections[0] < t - 1000) this.corrections.shift();
+    return this.corrections.length;
+  }
+
+  // -- internals ----------------------------------------------------------------
+
+  _startSampling() {
+    if (this._sampleTimer) return;
+    this._sampleTimer = setInterval(() => this._flushMove(now()), 1000 / this.sampleRate);
+  }
+
+  _stopSampling() {
+    clearInterval(this._sampleTimer);
+    this._sampleTimer = null;
+  }
+
+  _flushMove(t) {
+    if (!this._dir[0] && !this._dir[1]) return;
+    const elapsed = t - this._segmentStart;
+    if (elapsed < 1) return;
+    const dt = Math.min(MAX_MOVE_DT, Math.round(elapsed));
+    this._sendMove(dt);
+    this._segmentStart = elapsed > MAX_MOVE_DT ? t : this._segmentStart + dt;
+  }
+
+  _sendMove(dt) {
+    const dir = [...this._dir];
+    const seq = this.connection.sendInput({ t: "move", dt, dir });
+    if (!seq) return;
+    this.sentSeqs.push(seq);
+    this.pendingMoves.push({ seq, dir, dt });
+    if (this._predicted) this._predicted = this._advance(this._predicted[0], this._predicted[1], dir, dt, true);
+  }
+
+  _advance(x, z, dir, dt, exact) {
+    const w = this.world;
+    if (exact) return stepAvatar(x, z, dir[0], dir[1], dt, w.avatar_speed, w.size);
+    // Drawing only: the same motion without the 0.01 rounding, so tiny steps still show.
+    const len = Math.sqrt(dir[0] * dir[0] + dir[1] * dir[1]);
+    const s = len > 1 ? 1 / len : 1;
+    const dist = (w.avatar_speed * dt) / 1000;
+    const half = w.size / 2;
+    return [Math.max(-half, Math.min(half, x + dir[0] * s * dist)), Math.max(-half, Math.min(half, z + dir[1] * s * dist))];
+  }
+
+  _errorDecay(t) {
+    if (!this._error[0] && !this._error[1]) return 0;
+    const k = Math.exp(-(t - this._errorAt) / this.blendTime);
+    if (k < 0.01) {
+      this._error = [0, 0];
+      return 0;
+    }
+    return k;
+  }
+
+  _onWelcome(msg) {
+    // A (re)join: whatever was in flight is either in `ack` or lost.
+    this.pendingMoves = [];
+    this.sentSeqs = [];
+    this._authPos = null;
+    this._predicted = null;
+    this._correctedUpTo = 0;
+    this._error = [0, 0];
+    this.buffer.clear();
+    this.tickClock = new TickClock(msg.rate);
+    this.state = { entities: {}, players: {} };
+    this.tick = null;
+    if (this._dir[0] || this._dir[1]) {
+      this._segmentStart = now();
+      this._startSampling();
+    }
+  }
+
+  _onState(msg, whole) {
+    const t = now();
+    if (whole) {
+      this.state = msg.state && typeof msg.state === "object" ? msg.state : {};
+    } else {
+      this.state = applyMergePatch(this.state, msg.patch);
+    }
+    this.state.entities ??= {};
+    this.state.players ??= {};
+    this.tick = msg.tick;
+    this.ack = msg.ack ?? this.ack;
+    this.tickClock?.observe(msg.tick, t);
+    this.buffer.push(msg.tick, this.state.entities);
+
+    while (this.sentSeqs.length && this.sentSeqs[0] <= this.ack) this.sentSeqs.shift();
+    this._reconcile(t, "state");
+    this.emit("state", msg);
+  }
+
+  /** Authoritative own position at `ack`, replay the moves after it, measure the error. */
+  _reconcile(t, reason) {
+    const id = this.avatarId;
+    if (id === null) {
+      this._authPos = this._predicted = null;
+      return;
+    }
+    if (this.ack < this._correctedUpTo && this._authPos) {
+      // A `correct` already told us a newer truth than this state carries.
+      return;
+    }
+    const pos = this.state.entities[id].pos;
+    this._authPos = [pos[0], pos[1], pos[2]];
+    this.pendingMoves = this.pendingMoves.filter((m) => m.seq > this.ack);
+    this._replay(t, reason);
+  }
+
+  _replay(t, reason) {
+    let x = this._authPos[0];
+    let z = this._authPos[2];
+    for (const m of this.pendingMoves) [x, z] = this._advance(x, z, m.dir, m.dt, true);
+    const old = this._predicted;
+    this._predicted = [x, z];
+    if (!old) return;
+    const ex = old[0] - x;
+    const ez = old[1] - z;
+    if (Math.abs(ex) < 1e-6 && Math.abs(ez) < 1e-6) return;
+    const snapped = Math.sqrt(ex * ex + ez * ez) > this.snapDistance;
+    if (snapped) {
+      this._error = [0, 0];
+    } else {
+      const k = this._errorDecay(t);
+      this._error = [this._error[0] * k + ex, this._error[1] * k + ez];
+      this._errorAt = t;
+    }
+    this.corrections.push(t);
+    this.correctionCount++;
+    this.emit("correction", { id: this._avatarId, error: [ex, ez], snapped, reason });
+  }
+
+  _onReject(msg) {
+    // A refused move has no effect on the server: take it out of the prediction.
+    const before = this.pendingMoves.length;
+    this.pendingMoves = this.pendingMoves.filter((m) => m.seq !== msg.seq);
+    if (this.pendingMoves.length !== before && this._authPos) this._replay(now(), "reject");
+  }
+
+  _onCorrect(msg) {
+    const id = this.avatarId;
+    if (id === null || String(msg.id) !== id || !Array.isArray(msg.pos)) return;
+    this._correctedUpTo = Math.max(this._correctedUpTo, msg.seq ?? 0);
+    this._authPos = [msg.pos[0], msg.pos[1], msg.pos[2]];
+    this.pendingMoves = this.pendingMoves.filter((m) => m.seq > (msg.seq ?? 0));
+    this._replay(now(), msg.reason ?? "correct");
+  }
+}
