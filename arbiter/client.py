@@ -1,0 +1,284 @@
+"""A Python client for Arbiter, on Twisted and Autobahn.
+
+    client = yield connect("ws://127.0.0.1:8080/ws", name="bot", room="main")
+    seq = client.spawn(at=[1, 2])
+    yield client.wait_ack(seq)
+    print(client.state["entities"])
+
+``connect`` fires once ``welcome`` and the first ``snapshot`` are in. The
+client mirrors the room's state from snapshots and merge-patch deltas, numbers
+its inputs, and records what the server said (``events``, ``rejects``,
+``corrections``, ``errors``). ``wait_for(predicate)`` fires when the predicate
+of the client becomes true after some message: tests use it instead of sleeps.
+"""
+
+from collections import deque
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory, WebSocketClientProtocol, connectWS,
+)
+from twisted.internet import defer
+from twisted.internet.error import TimeoutError
+
+from arbiter.state import apply_merge_patch
+from protocols import wire
+
+__all__ = ["ArbiterClient", "connect", "open_socket"]
+
+
+class ArbiterClientProtocol(WebSocketClientProtocol):
+    def onConnect(self, response):
+        self.client.encoding = response.protocol or wire.JSON
+
+    def onOpen(self):
+        self.client._opened(self)
+
+    def onMessage(self, payload, isBinary):
+        self.client.bytes_in += len(payload)
+        self.client._on_message(wire.decode_server(payload, isBinary))
+
+    def onClose(self, wasClean, code, reason):
+        self.client._closed(code, reason)
+
+
+class ArbiterClient:
+    """One connection's view: the mirrored state, acks, and what the server said."""
+
+    def __init__(self, reactor=None, keep=1000):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
+        self.proto = None
+        self.encoding = wire.JSON
+        self.you = None
+        self.token = None
+        self.room = None
+        self.world = None
+        self.rate = None
+        self.tick = 0
+        self.ack = 0
+        self.seq = 0
+        self.state = {}
+        self.joined = False
+        self.messages = deque(maxlen=keep)   # the last ``keep`` messages, in order
+        self.events = deque(maxlen=keep)
+        self.rejects = deque(maxlen=keep)
+        self.corrections = deque(maxlen=keep)
+        self.errors = deque(maxlen=keep)
+        self.bytes_in = 0
+        self.updates = 0
+        self.close_code = None
+        self.close_reason = None
+        self.on_message = None      # optional callable(msg), called after the mirror updates
+        self._waiters = []
+        self._opened_d = defer.Deferred()
+        self.closed = defer.Deferred()
+
+    # -- plumbing ---------------------------------------------------------------
+    def _opened(self, proto):
+        self.proto = proto
+        self._opened_d.callback(self)
+
+    def _closed(self, code, reason):
+        self.close_code = code
+        self.close_reason = reason
+        if not self._opened_d.called:
+            self._opened_d.errback(ConnectionError("handshake failed: %s %s" % (code, reason)))
+        if not self.closed.called:
+            self.closed.callback((code, reason))
+        self._check_waiters()
+
+    def _on_message(self, msg):
+        self.messages.append(msg)
+        t = msg.get("t")
+        if t == "delta":
+            apply_merge_patch(self.state, msg["patch"])
+            self.tick, self.ack = msg["tick"], msg["ack"]
+            self.updates += 1
+        elif t == "snapshot":
+            self.state = msg["state"]
+            self.tick, self.ack = msg["tick"], msg["ack"]
+            self.updates += 1
+            self.joined = True
+        elif t == "welcome":
+            self.you, self.token, self.room = msg["you"], msg["token"], msg["room"]
+            self.world, self.rate, self.ack, self.tick = msg["world"], msg["rate"], msg["ack"], msg["tick"]
+            self.seq = max(self.seq, self.ack)
+        elif t == "event":
+            self.events.append(msg)
+        elif t == "reject":
+            self.rejects.append(msg)
+        elif t == "correct":
+            self.corrections.append(msg)
+        elif t == "error":
+            self.errors.append(msg)
+        if self.on_message is not None:
+            self.on_message(msg)
+        self._check_waiters()
+
+    def _check_waiters(self):
+        if not self._waiters:
+            return
+        keep = []
+        for predicate, d in self._waiters:
+            if d.called:
+                continue
+            try:
+                ok = predicate(self)
+            except Exception as e:
+                d.errback(e)
+                continue
+            if ok:
+                d.callback(self)
+            elif self.close_code is not None:
+                d.errback(ConnectionError("connection closed (%s %s) while waiting"
+                                          % (self.close_code, self.close_reason)))
+            else:
+                keep.append((predicate, d))
+        self._waiters = keep
+
+    # -- waiting ---------------------------------------------------------------------
+    def wait_for(self, predicate, timeout=10.0):
+        """A Deferred that fires with this client once ``predicate(client)`` is true."""
+        d = defer.Deferred()
+        if predicate(self):
+            d.callback(self)
+            return d
+        self._waiters.append((predicate, d))
+        call = self.reactor.callLater(
+            timeout, lambda: not d.called and d.errback(TimeoutError("wait_for timed out")))
+        d.addBoth(lambda r: (call.active() and call.cancel(), r)[1])
+        return d
+
+    def wait_message(self, t, timeout=10.0, **fields):
+        """Fires with the next message of type ``t`` (with those fields) from now on."""
+        start = len(self.messages) and self.messages[-1]
+        found = []
+
+        def seen(client):
+            for m in reversed(client.messages):
+                if m is start:
+                    break
+                if m.get("t") == t and all(m.get(k) == v for k, v in fields.items()):
+                    found.append(m)
+                    return True
+            return False
+
+        return self.wait_for(seen, timeout).addCallback(lambda _: found[-1])
+
+    def wait_ack(self, seq, timeout=10.0):
+        return self.wait_for(lambda c: c.ack >= seq, timeout)
+
+    # -- sending -----------------------------------------------------------------------
+    def send(self, msg):
+        payload, binary = wire.encode(msg, self.encoding)
+        self.proto.sendMessage(payload, binary)
+
+    def send_raw(self, payload, is_binary=False):
+        self.proto.sendMessage(payload, is_binary)
+
+    def input(self, t, **fields):
+        """Send a numbered input; returns its seq."""
+        self.seq += 1
+        fields["t"] = t
+        fields["seq"] = self.seq
+        self.send(fields)
+        return self.seq
+
+    def hello(self, name=None, room="main", token=None, **extra):
+        msg = {"t": "hello", "v": 1, "room": room}
+        if name is not None:
+            msg["name"] = name
+        if token is not None:
+            msg["token"] = token
+        msg.update(extra)
+        self.send(msg)
+
+    def move(self, dx, dz, dt=50):
+        return self.input("move", dt=dt, dir=[dx, dz])
+
+    def spawn(self, at=None):
+        return self.input("spawn", **({"at": at} if at is not None else {}))
+
+    def delete(self, eid):
+        return self.input("delete", id=eid)
+
+    def order(self, ids, to):
+        return self.input("order", ids=list(ids), to=list(to))
+
+    def tag(self, eid, view=None):
+        return self.input("tag", id=eid, view=self.tick if view is None else view)
+
+    def say(self, text):
+        return self.input("say", text=text)
+
+    def ping(self, ts):
+        self.send({"t": "ping", "ts": ts})
+
+    def resync(self):
+        self.send({"t": "resync"})
+
+    def close(self, code=1000):
+        if self.proto is not None and self.close_code is None:
+            self.proto.sendClose(code=code)
+        return self.closed
+
+    def drop(self):
+        """Cut the TCP connection without a close handshake (a network failure)."""
+        if self.proto is not None:
+            self.proto.transport.abortConnection()
+        return self.closed
+
+    # -- reading the mirror ------------------------------------------------------------
+    def entities(self, kind=None, owner=None):
+        """{id: entity} of the mirrored state, filtered by kind and owner."""
+        return {int(k): e for k, e in self.state.get("entities", {}).items()
+                if (kind is None or e.get("kind") == kind)
+                and (owner is None or e.get("owner") == owner)}
+
+    def my_cubes(self):
+        return self.entities("cube", self.you)
+
+    def my_avatar(self):
+        for eid, e in self.entities("avatar", self.you).items():
+            return eid, e
+        return None, None
+
+
+def open_socket(url, encoding=wire.JSON, reactor=None, protocols=None):
+    """Open a connection without saying hello; fires with the ArbiterClient."""
+    client = ArbiterClient(reactor)
+    offers = protocols if protocols is not None else ([encoding] if encoding else [])
+    factory = WebSocketClientFactory(url, protocols=offers or None)
+    factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
+
+    def build(addr):
+        proto = ArbiterClientProtocol()
+        proto.factory = factory
+        proto.client = client
+        return proto
+
+    factory.buildProtocol = build
+    connectWS(factory, timeout=10)
+    return client._opened_d
+
+
+@defer.inlineCallbacks
+def connect(url, name=None, room="main", encoding=wire.JSON, token=None, reactor=None,
+            **hello_extra):
+    """Connect, say hello, and fire with the client once the first snapshot is in.
+
+    Fails with ``JoinRefused`` if the server answers the hello with an error."""
+    client = yield open_socket(url, encoding, reactor)
+    client.hello(name=name, room=room, token=token, **hello_extra)
+    yield client.wait_for(lambda c: c.joined or c.errors)
+    if not client.joined:
+        raise JoinRefused(client.errors[-1]["code"], client.errors[-1]["msg"], client)
+    return client
+
+
+class JoinRefused(Exception):
+    def __init__(self, code, msg, client):
+        super().__init__("%s: %s" % (code, msg))
+        self.code = code
+        self.client = client
