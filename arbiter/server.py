@@ -7,12 +7,14 @@ from protocols.factory import ArbiterFactory
 from web.site import build_site
 
 
-def build(config=None, clock=None, game_factory=None, static_dir=None):
+def build(config=None, clock=None, game_factory=None, static_dir=None, monotonic=None):
     """Returns (service, factory, site). The caller listens and starts the service."""
     config = config or Config()
     kwargs = {}
     if game_factory is not None:
         kwargs["game_factory"] = game_factory
+    if monotonic is not None:
+        kwargs["monotonic"] = monotonic
     service = ArbiterService(config, clock=clock, metrics=Metrics() if config.metrics else None,
                              **kwargs)
     factory = ArbiterFactory(service)

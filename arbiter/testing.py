@@ -1,0 +1,177 @@
+"""Test doubles for Arbiter, shipped with it (as treq ships ``treq.testing``).
+
+:class:`FakeClient` drives a real :class:`protocols.player.PlayerProtocol`
+through a ``StringTransport``: a real WebSocket handshake and real (masked)
+frames, no socket. Pair it with a server built on a ``task.Clock``::
+
+    clock = task.Clock()
+    service, factory, _ = build(Config(), clock=clock)
+    service.startService()
+    alice = FakeClient(factory)
+    alice.send({"t": "hello", "v": 1})
+    clock.advance(0.05)
+    alice.received()   # -> [welcome, snapshot, ...]
+"""
+
+import base64
+import json
+import os
+import struct
+
+import msgpack
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from protocols import wire
+
+_port = [40000]
+
+
+class FakeClient:
+    """A WebSocket client speaking real frames to a server protocol in memory."""
+
+    def __init__(self, factory, protocols=(wire.JSON,), path="/ws"):
+        _port[0] += 1
+        addr = IPv4Address("TCP", "127.0.0.1", _port[0])
+        self.proto = factory.buildProtocol(addr)
+        self.transport = StringTransport(peerAddress=addr)
+        self.proto.makeConnection(self.transport)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1", "Upgrade: websocket",
+                 "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key,
+                 "Sec-WebSocket-Version: 13"]
+        if protocols:
+            lines.append("Sec-WebSocket-Protocol: %s" % ", ".join(protocols))
+        self.proto.dataReceived(("\r\n".join(lines) + "\r\n\r\n").encode())
+        raw = self.transport.value()
+        head, sep, rest = raw.partition(b"\r\n\r\n")
+        self.response = head.decode("latin-1")
+        self.status = int(self.response.split(" ", 2)[1]) if self.response else None
+        self.subprotocol = None
+        for line in self.response.split("\r\n"):
+            if line.lower().startswith("sec-websocket-protocol:"):
+                self.subprotocol = line.split(":", 1)[1].strip()
+        self.encoding = self.subprotocol or wire.JSON
+        self.transport.clear()
+        self._buf = rest
+        self.close_code = None
+        self.close_reason = None
+        self.pongs = 0
+
+    @property
+    def open(self):
+        return self.status == 101 and self.close_code is None
+
+    # -- sending ---------------------------------------------------------------
+    def send_frame(self, payload, opcode):
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.proto.dataReceived(head + mask + masked)
+
+    def send(self, msg):
+        """Send a map in this connection's encoding."""
+        payload, binary = wire.encode(msg, self.encoding)
+        self.send_frame(payload, 2 if binary else 1)
+
+    def send_text(self, text):
+        self.send_frame(text.encode("utf-8") if isinstance(text, str) else text, 1)
+
+    def send_binary(self, data):
+        self.send_frame(data, 2)
+
+    # -- receiving ------------------------------------------------------------
+    def frames(self):
+        """Every complete frame the server wrote since the last call: (opcode, payload)."""
+        data = self._buf + self.transport.value()
+        self.transport.clear()
+        out = []
+        while len(data) >= 2:
+            opcode = data[0] & 0x0F
+            n = data[1] & 0x7F
+            i = 2
+            if n == 126:
+                if len(data) < 4:
+                    break
+                n = struct.unpack("!H", data[2:4])[0]
+                i = 4
+            elif n == 127:
+                if len(data) < 10:
+                    break
+                n = struct.unpack("!Q", data[2:10])[0]
+                i = 10
+            if len(data) < i + n:
+                break
+            out.append((opcode, data[i:i + n]))
+            data = data[i + n:]
+        self._buf = data
+        return out
+
+    def received(self):
+        """Decoded messages since the last call (close and ping frames are noted)."""
+        msgs = []
+        for opcode, payload in self.frames():
+            if opcode == 1:
+                msgs.append(json.loads(payload.decode("utf-8")))
+            elif opcode == 2:
+                msgs.append(msgpack.unpackb(payload, raw=False, strict_map_key=False))
+            elif opcode == 8:
+                self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                self.close_reason = payload[2:].decode("utf-8", "replace")
+            elif opcode == 9:
+                self.pongs += 1
+                self.send_frame(payload, 0xA)
+        return msgs
+
+    def lose(self):
+        """The TCP connection drops (no close handshake)."""
+        from twisted.python.failure import Failure
+        from twisted.internet.error import ConnectionLost
+        self.proto.connectionLost(Failure(ConnectionLost()))
+
+    def hello(self, **fields):
+        msg = {"t": "hello", "v": 1}
+        msg.update(fields)
+        self.send(msg)
+        return self.received()
+
+
+class RecordingOutbox:
+    """An outbox that records what a room sends, for room-level unit tests."""
+
+    def __init__(self):
+        self.sent = []        # (player id or "*room", msg)
+        self.closed = []
+
+    def send(self, player, msg):
+        self.sent.append((player.id, msg))
+
+    def broadcast(self, room, msg, exclude=None):
+        for p in room.players.values():
+            if p is not exclude and p.connected:
+                self.sent.append((p.id, msg))
+
+    def send_state(self, room, tick, patch):
+        for p in room.players.values():
+            if p.connected and (patch or p.ack != p.sent_ack):
+                self.sent.append((p.id, {"t": "delta", "tick": tick, "ack": p.ack, "patch": patch}))
+                p.sent_ack = p.ack
+
+    def close(self, player, code, reason):
+        self.closed.append((player.id, code))
+
+    def close_all(self, code, reason):
+        return None
+
+    def after_tick(self):
+        pass
+
+    def to(self, pid):
+        return [m for p, m in self.sent if p == pid]
