@@ -406,13 +406,11 @@ def test_tag_uses_position_at_view_tick(h):
     b_id, b_av = avatar_of(b)
     # walk B onto A's spot over time, then away again
     game = h.service.rooms.get("main").game
-    def put(eid, x, z):
-        game.entities[str(eid)]["pos"] = [x, 0.5, z]
-    put(a_id, 0, 0)
-    put(b_id, 0.5, 0)
+    game.place_avatar(a.you, 0, 0)
+    game.place_avatar(b.you, 0.5, 0)
     h.tick()
     view = h.service.rooms.get("main").tick
-    put(b_id, 10, 10)
+    game.place_avatar(b.you, 10, 10)
     h.tick(4)
     a.received()
     b.received()
@@ -433,10 +431,10 @@ def test_tag_view_clamped_to_one_second(h):
     a_id, _ = avatar_of(a)
     b_id, _ = avatar_of(b)
     game = h.service.rooms.get("main").game
-    game.entities[str(a_id)]["pos"] = [0, 0.5, 0]
-    game.entities[str(b_id)]["pos"] = [0.5, 0.5, 0]
+    game.place_avatar(a.you, 0, 0)
+    game.place_avatar(b.you, 0.5, 0)
     h.tick(5)
-    game.entities[str(b_id)]["pos"] = [15, 0.5, 15]
+    game.place_avatar(b.you, 15, 15)
     h.tick(40)                          # 2 s later
     a.received()
     a.send({"t": "tag", "seq": 1, "id": b_id, "view": 1})   # 2 s old -> clamped to 1 s: far away
@@ -775,3 +773,28 @@ def test_shutdown_closes_clients_with_1001(h):
     h.service.stopService()
     a.received()
     assert a.close_code == 1001
+
+
+def test_batched_movement_audit_undoes_unexplained_motion(h):
+    """Every 100 ms the batched audit undoes avatar motion no accepted move explains."""
+    a = h.join()
+    eid, av = avatar_of(a)
+    h.tick(2)                              # a batch window opens with the avatar at rest
+    a.received()
+    game = h.service.rooms.get("main").game
+    game.entities[str(eid)]["pos"] = [av["pos"][0] + 5, 0.5, av["pos"][2]]   # a teleport
+    h.tick(2)
+    msgs = a.received()
+    (c,) = of(msgs, "correct")
+    assert c["reason"] == "speed" and c["pos"] == av["pos"]
+    assert game.entities[str(eid)]["pos"] == av["pos"]
+
+
+def test_batched_audit_accepts_real_moves(h):
+    """Moves within the credit pass the batched audit untouched."""
+    a = h.join()
+    h.tick(2)
+    for seq in range(1, 21):
+        a.send({"t": "move", "seq": seq, "dt": 50, "dir": [1, 0.3]})
+        h.tick()
+    assert of(a.received(), "correct") == []

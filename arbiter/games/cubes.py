@@ -46,6 +46,7 @@ class CubeGame(Game):
         self.history = deque()   # (tick, {avatar id: (x, z)}), at least 1 s
         self.pending_corrections = {}
         self.recenter_every = room.config.recenter_every
+        self.window_start = {}   # player id -> avatar (x, z) when the 100 ms window opened
 
     # -- players ------------------------------------------------------------
     def player_joined(self, player):
@@ -72,6 +73,7 @@ class CubeGame(Game):
             del self.entities[str(eid)]
         self.budgets.pop(pid, None)
         self.colors.pop(pid, None)
+        self.window_start.pop(pid, None)
 
     # -- inputs -------------------------------------------------------------
     def handle(self, player, msg):
@@ -215,6 +217,43 @@ class CubeGame(Game):
             player = self.room.players.get(pid)
             self.pending_corrections[(pid, cube.id)] = Correction(
                 pid, cube.id, [0.0, Y, 0.0], "recenter", player.ack if player else 0)
+
+    def place_avatar(self, pid, x, z):
+        """Put a player's avatar somewhere on purpose (spawn points, teleports):
+        the movement audit accepts it. Send a Correction too if the owner predicts."""
+        eid = self.avatars[pid]
+        self.entities[str(eid)]["pos"] = [round2(x), Y, round2(z)]
+        self.window_start[pid] = (round2(x), round2(z))
+        return eid
+
+    def batch_rules(self, window):
+        """Every 100 ms: the movement audit.
+
+        An avatar may have moved at most ``avatar_speed`` times the ``dt`` of
+        the moves accepted in the window. Anything further (a custom rule, a
+        plugin or a bug that moved it) is undone: back to where the window
+        started, with ``correct`` (reason ``speed``) to its owner.
+        """
+        allowed = {}
+        last_seq = {}
+        for player, msg in window:
+            if msg.t == "move":
+                allowed[player.id] = allowed.get(player.id, 0) + msg["dt"]
+                last_seq[player.id] = msg["seq"]
+        reach = self.world.avatar_speed / 1000
+        for pid, eid in self.avatars.items():
+            node = self.entities[str(eid)]
+            pos = node["pos"]
+            start = self.window_start.get(pid)
+            if start is not None:
+                dx, dz = pos[0] - start[0], pos[2] - start[1]
+                limit = allowed.get(pid, 0) * reach + 0.015
+                if dx * dx + dz * dz > limit * limit:
+                    node["pos"] = pos = [start[0], Y, start[1]]
+                    player = self.room.players.get(pid)
+                    self.pending_corrections[(pid, eid)] = Correction(
+                        pid, eid, pos, wire.SPEED, last_seq.get(pid, player.ack if player else 0))
+            self.window_start[pid] = (pos[0], pos[2])
 
     def take_corrections(self):
         out = list(self.pending_corrections.values())
