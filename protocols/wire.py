@@ -127,6 +127,14 @@ def _seq(f):
     return _int("seq", f.get("seq"), 1, MAX_SEQ)
 
 
+# public names for field checks in extensions
+seq = _seq
+integer = _int
+number = _number
+text = _text
+pair = _pair
+
+
 def _check_hello(f):
     out = {}
     if f.get("v") != 1 or isinstance(f.get("v"), bool):
@@ -205,15 +213,28 @@ CHECKS = {
     "ping": _check_ping,
     "resync": _check_resync,
 }
-INPUT_TYPES = frozenset(("move", "spawn", "delete", "order", "tag", "say"))
+# Numbered inputs: queued for the next tick, acked, rate-limited. Games add their own
+# with ``register_extension(t, check, input=True)``.
+INPUT_TYPES = {"move", "spawn", "delete", "order", "tag", "say"}
 # Extension message types handled by other layers (lockstep rooms, setup phase);
 # they are validated by their handlers. See docs/EXTENSIONS.md.
 EXTENSIONS = {}
 
 
-def register_extension(t, check):
-    """Let a room mode accept message type ``t``, validated by ``check(fields)``."""
+def register_extension(t, check, input=False):
+    """Accept message type ``t``, validated by ``check(raw_map) -> fields``
+    (raise ``WireError(BAD_MESSAGE, ...)``; the helpers ``seq``, ``number``,
+    ``integer``, ``text``, ``pair`` and ``entity_id`` name field and value).
+
+    With ``input=True`` it is a numbered input (it must carry ``seq``): queued,
+    processed on the next tick, acked and rate-limited like ``move``; a game
+    takes it by listing ``t`` in ``Game.input_types``. Otherwise the room's
+    ``handle_message`` gets it at once."""
+    if t in CHECKS:
+        raise ValueError("%s is a protocol v1 message type" % t)
     EXTENSIONS[t] = check
+    if input:
+        INPUT_TYPES.add(t)
 
 
 def _reject_constant(name):

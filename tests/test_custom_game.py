@@ -1,0 +1,47 @@
+"""A game of one's own on Arbiter: the paint example from docs/GAMES.md."""
+
+import pytest
+from twisted.internet import task
+
+from arbiter.config import Config
+from arbiter.games.paint import PaintGame
+from arbiter.server import build
+from arbiter.testing import FakeClient
+
+
+@pytest.fixture
+def paint(txaio_clock):
+    clock = task.Clock()
+    service, factory, _ = build(Config(port=0), clock=clock, game_factory=PaintGame)
+    service.startService()
+    yield clock, factory
+    service.stopService()
+
+
+def test_custom_input_is_validated_queued_and_acked(paint):
+    """A game's own input type is checked at the edge, applied on the tick and acked."""
+    clock, factory = paint
+    a, b = FakeClient(factory), FakeClient(factory)
+    welcome = a.hello(name="A")[0]
+    assert welcome["world"]["grid"] == 16
+    b.hello(name="B")
+    a.send({"t": "paint", "seq": 1, "cell": [2, 3]})
+    a.send({"t": "paint", "seq": 2, "cell": [99, 0]})
+    a.send({"t": "paint", "seq": 3, "cell": "x"})
+    clock.advance(0.06)
+    msgs = a.received()
+    assert [m["code"] for m in msgs if m["t"] == "error"] == ["bad_message"]
+    assert [(m["seq"], m["code"]) for m in msgs if m["t"] == "reject"] == [(2, "out_of_bounds")]
+    delta = [m for m in b.received() if m["t"] == "delta"][-1]
+    assert list(delta["patch"]["cells"]) == ["2,3"]
+    assert [m for m in msgs if m["t"] == "delta"][-1]["ack"] == 2
+
+
+def test_cube_inputs_are_not_part_of_a_custom_game(paint):
+    """Inputs the game does not take are refused, not crashed on."""
+    clock, factory = paint
+    a = FakeClient(factory)
+    a.hello()
+    a.send({"t": "spawn", "seq": 1})
+    clock.advance(0.06)
+    assert [m["t"] for m in a.received()][0] == "reject"
