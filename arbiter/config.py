@@ -40,6 +40,8 @@ class Config:
     lockstep_turn_ms: int = 100
     lockstep_turn_timeout: float = 1.0
     lockstep_drop_after: float = 0.0    # 0 = a dropped player pauses the game
+    join_token_ttl: float = 300.0       # seconds an HTTP join token stays valid
+    max_api_body: int = 16384           # bytes in one /api request body
     metrics: bool = True
 
     def with_world(self, **changes):

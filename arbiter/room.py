@@ -103,6 +103,7 @@ class RealtimeRoom:
         self._entity_ids = itertools.count(1)
         self.game = game_factory(self)
         self.phase = "running"
+        self.lobby = None          # an arbiter.phases.Lobby while an API room is in setup
         self.created_at = now
         self.state.collect()
 
@@ -122,12 +123,12 @@ class RealtimeRoom:
     def new_entity_id(self):
         return next(self._entity_ids)
 
-    def join(self, name, role="player", sync="state"):
+    def join(self, name, role="player", sync="state", pid=None):
         """A new player (or spectator). Raises JoinError(room_full)."""
         if role != "spectator" and self.player_count >= self.world.max_players:
             raise JoinError(wire.ROOM_FULL, "room %s is full (%d players)"
                             % (self.name, self.world.max_players), wire.CLOSE_ROOM_FULL)
-        pid = "p%d" % next(self._ids)
+        pid = pid or "p%d" % next(self._ids)
         player = Player(pid, name or "guest-%s" % pid, self, role, self.now)
         player.sync = sync
         player.token = self.signer.seal(room=self.name, pid=pid, n=player.nonce)
@@ -172,6 +173,17 @@ class RealtimeRoom:
         self.out.send(player, {"t": "snapshot", "tick": self.tick, "ack": player.ack,
                                "state": self.state.snapshot()})
         player.sent_ack = player.ack
+        if self.lobby is not None:
+            self.lobby.changed()
+
+    def join_with_token(self, body, hello):
+        """A player admitted by an HTTP join token (docs/HTTP.md): its id is the token's."""
+        pid = body.get("player")
+        if not isinstance(pid, str) or pid in self.players:
+            raise JoinError(wire.BAD_TOKEN, "join token already used: reconnect with the "
+                            "token from welcome", wire.CLOSE_BAD_TOKEN)
+        role = "spectator" if "spectator" in (body.get("role"), hello.get("role")) else "player"
+        return self.join(body.get("name"), role=role, sync=hello.get("sync", "state"), pid=pid)
 
     def disconnect(self, player):
         """The player's connection closed (not a takeover): grace period starts."""
@@ -187,6 +199,8 @@ class RealtimeRoom:
         self.broadcast_event("leave", exclude=player, player=player.id)
         log.info("player {pid} disconnected from {room}; grace {grace}s",
                  pid=player.id, room=self.name, grace=self.config.grace)
+        if self.lobby is not None:
+            self.lobby.changed()
 
     def _remove(self, player):
         self.players.pop(player.id, None)
@@ -219,6 +233,8 @@ class RealtimeRoom:
 
     def handle_message(self, player, msg):
         """A validated message other than the realtime inputs (extensions)."""
+        if self.lobby is not None and self.lobby.handle(player, msg):
+            return
         raise wire.WireError(wire.BAD_MESSAGE, "%s is not used in a realtime room" % msg.t)
 
     def _reject(self, player, seq, code, text):
@@ -242,6 +258,10 @@ class RealtimeRoom:
             b.take()
         if player.is_spectator:
             self._reject(player, seq, "spectator", "spectators cannot send inputs")
+            return
+        if self.phase != "running" and msg.t != "say":
+            self._reject(player, seq, "not_running", "inputs wait for phase running, "
+                         "the room is in %s" % self.phase)
             return
         if msg.t == "say":
             self.broadcast_event("say", player=player.id, text=msg["text"])

@@ -37,7 +37,7 @@ class ArbiterService(Service):
         self.rooms = RoomRegistry()
         self.outbox = None
         self.metrics = metrics
-        self.room_factories = {"realtime": self._make_realtime}
+        self.room_factories = {"realtime": self._make_realtime, "lockstep": self._make_lockstep}
         self._player_ids = itertools.count(1)
         self._loop = None
         self.ticks = 0
@@ -86,6 +86,11 @@ class ArbiterService(Service):
         return RealtimeRoom(name, self.config, self.outbox, self.signer, self.game_factory,
                             self.clock.seconds(), ids=self._player_ids,
                             metrics=self.metrics, **options)
+
+    def _make_lockstep(self, name, **options):
+        from arbiter.lockstep import LockstepRoom   # docs/LOCKSTEP.md
+        return LockstepRoom(name, self.config, self.outbox, self.signer, self.clock,
+                            ids=self._player_ids, metrics=self.metrics, **options)
 
     def create_room(self, name, mode="realtime", **options):
         """Create a room (raises KeyError for an unknown mode, ValueError if it exists)."""

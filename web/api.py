@@ -1,0 +1,322 @@
+"""The JSON API under /api (docs/HTTP.md): rooms, the lobby, join tokens.
+
+    POST   /api/rooms              create a room (API key)          201
+    GET    /api/rooms              the lobby                        200
+    GET    /api/rooms/{id}         one room                         200
+    DELETE /api/rooms/{id}         end a room (API key)             200
+    POST   /api/rooms/{id}/join    a signed join token              200
+
+Every answer is JSON; every error is ``{"error": code, "message": text}``
+with a fitting status, and the message names the field, the value and what
+was expected.
+"""
+
+import hmac
+import json
+import math
+import os
+import uuid
+
+from twisted.logger import Logger
+from twisted.web import resource
+
+import arbiter.lockstep  # noqa: F401  (registers the lockstep wire extensions)
+from arbiter import phases
+from protocols import wire
+
+log = Logger()
+
+MODES = ("realtime", "lockstep")
+MAX_ROOM_PLAYERS = 64
+
+
+class ApiError(Exception):
+    """An HTTP error answer: status, code and a message naming what was wrong."""
+
+    def __init__(self, status, code, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _show(v):
+    r = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _bad(field, value, expected):
+    return ApiError(400, "bad_request", "%s: expected %s, got %s" % (field, expected, _show(value)))
+
+
+def _int(body, field, lo, hi, default=None):
+    v = body.get(field, default)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise _bad(field, v, "an integer in [%d, %d]" % (lo, hi))
+    return v
+
+
+def _number(body, field, lo, hi):
+    v = body.get(field)
+    if v is None:
+        return None
+    if (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+            or not lo <= v <= hi):
+        raise _bad(field, v, "a number in [%s, %s]" % (lo, hi))
+    return v
+
+
+def _name(body):
+    v = body.get("name")
+    if v is None:
+        return None
+    if (not isinstance(v, str) or not 1 <= len(v) <= 32
+            or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in v)):
+        raise _bad("name", v, "1-32 characters without control characters")
+    return v
+
+
+CREATE_FIELDS = {"mode", "id", "max_players", "min_players", "game", "seed", "config", "setup",
+                 "turn_ms", "turn_timeout", "drop_after", "input_delay"}
+JOIN_FIELDS = {"name", "role"}
+
+
+class ApiResource(resource.Resource):
+    """One leaf for all of /api: it routes on the path and the method."""
+
+    isLeaf = True
+
+    def __init__(self, service):
+        super().__init__()
+        self.service = service
+        self.config = service.config
+
+    # -- plumbing ------------------------------------------------------------------
+    def render(self, request):
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        try:
+            status, body = self._route(request)
+        except ApiError as e:
+            status, body = e.status, {"error": e.code, "message": e.message}
+            for k, v in e.headers.items():
+                request.setHeader(k, v)
+        except Exception:
+            log.failure("API request failed: {method} {uri}", method=request.method,
+                        uri=request.uri)
+            status, body = 500, {"error": "internal", "message": "internal server error"}
+        request.setResponseCode(status)
+        if request.method == b"HEAD":
+            return b""
+        return json.dumps(body).encode("utf-8") + b"\n"
+
+    def _route(self, request):
+        path = [p.decode("utf-8", "replace") for p in request.postpath]
+        while path and path[-1] == "":
+            path.pop()
+        method = request.method.decode("ascii", "replace")
+        if method == "HEAD":
+            method = "GET"
+        if not path:
+            return self._allow(method, ("GET",)) or (200, {"rooms": "/api/rooms"})
+        if path[0] != "rooms" or len(path) > 3:
+            raise ApiError(404, "not_found", "no API resource at %s"
+                           % request.path.decode("utf-8", "replace"))
+        if len(path) == 1:
+            self._allow(method, ("GET", "POST"))
+            if method == "GET":
+                rooms = sorted((r.describe() for r in self.service.rooms), key=lambda d: d["id"])
+                return 200, {"rooms": rooms}
+            return self._create(request)
+        room = self.service.rooms.get(path[1])
+        if len(path) == 3:
+            if path[2] != "join":
+                raise ApiError(404, "not_found", "no API resource at %s"
+                               % request.path.decode("utf-8", "replace"))
+            self._allow(method, ("POST",))
+            return self._join(request, path[1], room)
+        self._allow(method, ("GET", "DELETE"))
+        if method == "DELETE":
+            self._authorize(request)
+        if room is None:
+            raise ApiError(404, "unknown_room", "no room with id %s" % _show(path[1]))
+        if method == "GET":
+            return 200, self._show_room(room, request)
+        return self._delete(room)
+
+    def _allow(self, method, allowed):
+        if method not in allowed:
+            raise ApiError(405, "method_not_allowed", "%s is not allowed here; use %s"
+                           % (method, " or ".join(allowed)),
+                           {b"allow": ", ".join(allowed).encode()})
+        return None
+
+    def _authorize(self, request):
+        key = self.config.api_key
+        if not key:
+            return
+        given = request.getHeader(b"x-api-key")
+        auth = request.getHeader(b"authorization")
+        if given is None and auth is not None:
+            scheme, _, rest = auth.partition(" ")
+            if scheme.lower() == "bearer":
+                given = rest.strip()
+        if not given:
+            raise ApiError(401, "api_key_required", "this request needs the API key in "
+                           "'Authorization: Bearer <key>' or 'X-Api-Key'",
+                           {b"www-authenticate": b'Bearer realm="arbiter"'})
+        if not hmac.compare_digest(given.encode("utf-8"), key.encode("utf-8")):
+            raise ApiError(403, "bad_api_key", "the API key does not match")
+
+    def _body(self, request):
+        cap = self.config.max_api_body
+        length = request.getHeader(b"content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            raise ApiError(413, "body_too_large", "the body is %s bytes, at most %d allowed"
+                           % (length, cap))
+        raw = request.content.read(cap + 1) if request.content is not None else b""
+        if len(raw) > cap:
+            raise ApiError(413, "body_too_large", "the body is over %d bytes" % cap)
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError(400, "bad_json", "the body is not JSON: %s" % e)
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_request", "the body must be a JSON object, got %s"
+                           % type(body).__name__)
+        return body
+
+    def _urls(self, request, room_id):
+        host = (request.getHeader(b"host") or "127.0.0.1").strip()
+        secure = request.isSecure()
+        return {"url": "/api/rooms/%s" % room_id,
+                "join_url": "%s://%s/api/rooms/%s/join" % ("https" if secure else "http", host,
+                                                           room_id),
+                "ws_url": "%s://%s/ws" % ("wss" if secure else "ws", host)}
+
+    # -- the resources ----------------------------------------------------------------
+    def _create(self, request):
+        self._authorize(request)
+        body = self._body(request)
+        unknown = sorted(set(body) - CREATE_FIELDS)
+        if unknown:
+            raise _bad(unknown[0], body[unknown[0]], "no such field (known: %s)"
+                       % ", ".join(sorted(CREATE_FIELDS)))
+        mode = body.get("mode", "realtime")
+        if mode not in MODES:
+            raise _bad("mode", mode, "'realtime' or 'lockstep'")
+        room_id = body.get("id")
+        if room_id is None:
+            room_id = "r" + os.urandom(5).hex()
+        elif not isinstance(room_id, str) or not wire.ROOM_RE.match(room_id):
+            raise _bad("id", room_id, "1-64 characters of [A-Za-z0-9_-]")
+        if self.service.rooms.get(room_id) is not None:
+            raise ApiError(409, "room_exists", "a room with id %s exists already"
+                           % _show(room_id))
+        max_players = _int(body, "max_players", 1, MAX_ROOM_PLAYERS)
+        min_players = _int(body, "min_players", 1, max_players or MAX_ROOM_PLAYERS, 1)
+        seed = _int(body, "seed", 0, 2 ** 53)
+        try:
+            config = phases.check_config("config", body.get("config", {}))
+        except wire.WireError as e:
+            raise ApiError(400, "bad_request", e.msg)
+        options = {}
+        if max_players is not None:
+            options["max_players"] = max_players
+        if seed is not None:
+            options["seed"] = seed
+        if mode == "lockstep":
+            game = body.get("game", "demo")
+            if not isinstance(game, str) or not wire.ROOM_RE.match(game) or len(game) > 32:
+                raise _bad("game", game, "1-32 characters of [A-Za-z0-9_-]")
+            if "setup" in body and body["setup"] is not True:
+                raise _bad("setup", body["setup"], "true (a lockstep room starts in setup)")
+            options.update(game=game, setup=config, min_players=min_players)
+            turn_ms = _int(body, "turn_ms", 0, 1000)
+            if turn_ms is not None:
+                options["turn_ms"] = turn_ms
+            for field, lo, hi in (("turn_timeout", 0.001, 60), ("drop_after", 0, 86400)):
+                v = _number(body, field, lo, hi)
+                if v is not None:
+                    options[field] = v
+            delay = _int(body, "input_delay", 1, 8)
+            if delay is not None:
+                options["input_delay"] = delay
+        else:
+            for field in ("game", "turn_ms", "turn_timeout", "drop_after", "input_delay"):
+                if field in body:
+                    raise _bad(field, body[field], "no %s for a realtime room (it is a "
+                               "lockstep option)" % field)
+            setup = body.get("setup", False)
+            if not isinstance(setup, bool):
+                raise _bad("setup", setup, "true or false")
+        room = self.service.create_room(room_id, mode, **options)
+        room.persistent = True
+        if mode == "realtime" and body.get("setup", False):
+            phases.enter_setup(room, config, min_players)
+        log.info("room {room} ({mode}) created through the API", room=room_id, mode=mode)
+        out = self._show_room(room, request)
+        request.setHeader(b"location", out["url"].encode("utf-8"))
+        return 201, out
+
+    def _show_room(self, room, request):
+        out = room.describe()
+        out.update(self._urls(request, room.name))
+        lobby = getattr(room, "lobby", None)
+        if lobby is not None:
+            setup = lobby.wire()
+            out["config"] = setup["config"]
+            out["min_players"] = setup["min_players"]
+            out["members"] = setup["players"]
+        return out
+
+    def _delete(self, room):
+        end = getattr(room, "end", None)
+        if end is not None:
+            end("deleted through the API")
+        else:
+            if getattr(room, "lobby", None) is not None or getattr(room, "persistent", False):
+                phases.set_phase(room, phases.ENDED, reason="deleted through the API")
+            room.phase = phases.ENDED
+            for player in list(room.players.values()):
+                if player.connected:
+                    room.out.close(player, 1000, "room ended: deleted through the API")
+        self.service.rooms.discard(room)
+        log.info("room {room} deleted through the API", room=room.name)
+        return 200, {"id": room.name, "phase": phases.ENDED}
+
+    def _join(self, request, room_id, room):
+        body = self._body(request)
+        unknown = sorted(set(body) - JOIN_FIELDS)
+        if unknown:
+            raise _bad(unknown[0], body[unknown[0]], "no such field (known: name, role)")
+        if room is None:
+            raise ApiError(404, "unknown_room", "no room with id %s" % _show(room_id))
+        name = _name(body)
+        role = body.get("role", "player")
+        if role not in ("player", "spectator"):
+            raise _bad("role", role, "'player' or 'spectator'")
+        if room.phase == phases.ENDED:
+            raise ApiError(410, "room_ended", "room %s has ended" % _show(room_id))
+        if room.mode == "lockstep" and room.phase != phases.SETUP:
+            role = "spectator"          # a running lockstep game takes no new players
+        if role == "player":
+            info = room.describe()
+            if info["players"] >= info["max_players"]:
+                raise ApiError(409, "room_full", "room %s is full (%d of %d players)"
+                               % (_show(room_id), info["players"], info["max_players"]))
+        if name is None:
+            name = "guest-" + uuid.uuid4().hex[:8]
+        pid = "p%d" % next(self.service._player_ids)
+        expires = self.service.clock.seconds() + self.config.join_token_ttl
+        token = self.service.signer.seal(room=room_id, player=pid, name=name, role=role,
+                                         exp=expires)
+        out = {"token": token, "player": pid, "name": name, "role": role, "room": room_id,
+               "expires": expires, "ttl": self.config.join_token_ttl}
+        out["ws_url"] = self._urls(request, room_id)["ws_url"]
+        return 200, out
