@@ -269,7 +269,11 @@ class RealtimeRoom:
         if msg.t not in self.game.input_types:
             self._reject(player, seq, wire.NOT_OWNER, "this game takes no %s inputs" % msg.t)
             return
-        outcome = self.game.handle(player, msg)
+        try:
+            outcome = self.game.handle(player, msg)
+        except Exception:
+            log.failure("game failed on {t} from {pid}", t=msg.t, pid=player.id)
+            outcome = Reject("internal_error", "the game failed on this input; it was dropped")
         if isinstance(outcome, Reject):
             self._reject(player, seq, outcome.code, outcome.msg)
         else:

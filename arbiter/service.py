@@ -71,7 +71,11 @@ class ArbiterService(Service):
         now = self.clock.seconds()
         dt = count / self.config.tick_rate
         for room in self.rooms:
-            room.run_tick(now, dt)
+            try:
+                room.run_tick(now, dt)
+            except Exception:
+                # A bug in one room's game must not stop the others, nor the loop.
+                log.failure("tick of room {room} failed", room=room.name)
             if room.empty and not getattr(room, "persistent", False):
                 self.rooms.discard(room)
                 log.info("room {room} closed (empty)", room=room.name)

@@ -125,6 +125,10 @@ class PlayerProtocol(WebSocketServerProtocol):
                 self.room.handle_message(self.player, msg)
         except wire.WireError as e:
             self._wire_error(e)
+        except Exception:
+            log.failure("failed on a {size}-byte message from {peer}", size=len(payload),
+                        peer=self.peer)
+            self.send_error("internal_error", "the server failed on this message")
 
     def _wire_error(self, e):
         self.send_error(e.code, e.msg)

@@ -45,3 +45,36 @@ def test_cube_inputs_are_not_part_of_a_custom_game(paint):
     a.send({"t": "spawn", "seq": 1})
     clock.advance(0.06)
     assert [m["t"] for m in a.received()][0] == "reject"
+
+
+class Explodes(PaintGame):
+    """A game with a bug: painting cell [0, 0] raises; stepping room 'boom' raises."""
+
+    def handle(self, player, msg):
+        if msg["cell"] == [0, 0]:
+            raise RuntimeError("bug in game code")
+        return super().handle(player, msg)
+
+    def step(self, dt):
+        if self.room.name == "boom":
+            raise RuntimeError("bug in step")
+
+
+def test_a_failing_game_hurts_no_one_else(txaio_clock):
+    """A game that raises on an input or in a room's step leaves other inputs and rooms running."""
+    clock = task.Clock()
+    service, factory, _ = build(Config(port=0), clock=clock, game_factory=Explodes)
+    service.startService()
+    a, b = FakeClient(factory), FakeClient(factory)
+    a.hello(name="A")
+    b.hello(name="B", room="boom")
+    a.send({"t": "paint", "seq": 1, "cell": [0, 0]})
+    a.send({"t": "paint", "seq": 2, "cell": [1, 1]})
+    clock.advance(0.06)
+    clock.advance(0.05)
+    msgs = a.received()
+    assert [(m["seq"], m["code"]) for m in msgs if m["t"] == "reject"] == [(1, "internal_error")]
+    deltas = [m for m in msgs if m["t"] == "delta"]
+    assert deltas[0]["ack"] == 2 and "1,1" in deltas[0]["patch"]["cells"]
+    assert service.ticks == 2
+    service.stopService()
