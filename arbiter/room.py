@@ -267,7 +267,7 @@ class RealtimeRoom:
             self.broadcast_event("say", player=player.id, text=msg["text"])
             return
         if msg.t not in self.game.input_types:
-            self._reject(player, seq, wire.NOT_OWNER, "this game takes no %s inputs" % msg.t)
+            self._reject(player, seq, "unsupported", "this game takes no %s inputs" % msg.t)
             return
         try:
             outcome = self.game.handle(player, msg)

@@ -44,7 +44,8 @@ def test_cube_inputs_are_not_part_of_a_custom_game(paint):
     a.hello()
     a.send({"t": "spawn", "seq": 1})
     clock.advance(0.06)
-    assert [m["t"] for m in a.received()][0] == "reject"
+    (r,) = [m for m in a.received() if m["t"] == "reject"]
+    assert r["seq"] == 1 and r["code"] == "unsupported"
 
 
 class Explodes(PaintGame):
