@@ -18,7 +18,14 @@ from collections.abc import MutableMapping
 _MISSING = object()
 
 
-class TrackedMap(MutableMapping):
+class _Tracked:
+    """A plain base class: ``isinstance(x, _Tracked)`` is a fast C check, whereas
+    ``isinstance(x, TrackedMap)`` goes through ABCMeta (TrackedMap is a MutableMapping)."""
+
+    __slots__ = ()
+
+
+class TrackedMap(_Tracked, MutableMapping):
     """A dict that remembers what changed under it, to any depth."""
 
     __slots__ = ("_data", "_parent", "_key", "_orig", "_dirty", "_notified")
@@ -58,32 +65,37 @@ class TrackedMap(MutableMapping):
             raise TypeError(
                 "cannot store None at %r: null means delete in a merge patch; use del" % (key,)
             )
-        if isinstance(value, dict) and not isinstance(value, TrackedMap):
+        if isinstance(value, dict):
             value = TrackedMap(value)
         data = self._data
         old = data.get(key, _MISSING)
         if old is value:
             return
-        if key not in self._orig:
-            self._orig[key] = _plain(old)
-        if isinstance(old, TrackedMap):
+        orig = self._orig
+        if isinstance(old, _Tracked):
+            if key not in orig:
+                orig[key] = old._original()
             old._parent = None
-        if isinstance(value, TrackedMap):
+        elif key not in orig:
+            orig[key] = old
+        if isinstance(value, _Tracked):
             if value._parent is not None:
                 raise ValueError("a TrackedMap can live in only one place")
             value._clear_marks()   # the whole value goes out with this key
             value._parent = self
             value._key = key
         data[key] = value
-        self._mark()
+        if not self._notified:
+            self._mark()
 
     def __delitem__(self, key):
         old = self._data.pop(key)
         if key not in self._orig:
-            self._orig[key] = _plain(old)
-        if isinstance(old, TrackedMap):
+            self._orig[key] = old._original() if isinstance(old, _Tracked) else old
+        if isinstance(old, _Tracked):
             old._parent = None
-        self._mark()
+        if not self._notified:
+            self._mark()
 
     def __repr__(self):
         return "TrackedMap(%r)" % (self.snapshot(),)
@@ -109,21 +121,40 @@ class TrackedMap(MutableMapping):
         data = self._data
         for key in self._dirty:
             child = data.get(key)
-            if isinstance(child, TrackedMap):
+            if isinstance(child, _Tracked):
                 child._clear_marks()
         for key in self._orig:
             child = data.get(key)
-            if isinstance(child, TrackedMap) and child._notified:
+            if isinstance(child, _Tracked) and child._notified:
                 child._clear_marks()
         self._orig.clear()
         self._dirty.clear()
         self._notified = False
 
+    def _original(self):
+        """The map as of the last collect, as plain data (what a client's mirror holds)."""
+        if not self._notified:
+            return self.snapshot()
+        orig = self._orig
+        dirty = self._dirty
+        out = {}
+        for k, v in self._data.items():
+            if k in orig:
+                continue
+            if isinstance(v, _Tracked):
+                out[k] = v._original() if k in dirty else v.snapshot()
+            else:
+                out[k] = v
+        for k, before in orig.items():
+            if before is not _MISSING:
+                out[k] = before
+        return out
+
     def snapshot(self):
         """The whole map as plain dicts and values."""
         out = {}
         for k, v in self._data.items():
-            out[k] = v.snapshot() if isinstance(v, TrackedMap) else v
+            out[k] = v.snapshot() if isinstance(v, _Tracked) else v
         return out
 
     def peek(self):
@@ -136,7 +167,7 @@ class TrackedMap(MutableMapping):
             if now is _MISSING:
                 if before is not _MISSING:
                     patch[key] = None
-            elif isinstance(now, TrackedMap):
+            elif isinstance(now, _Tracked):
                 snap = now.snapshot()
                 if isinstance(before, dict):
                     sub = diff(before, snap)
@@ -150,7 +181,7 @@ class TrackedMap(MutableMapping):
             if key in orig:
                 continue
             child = data.get(key)
-            if isinstance(child, TrackedMap):
+            if isinstance(child, _Tracked):
                 sub = child.peek()
                 if sub:
                     patch[key] = sub
@@ -160,13 +191,49 @@ class TrackedMap(MutableMapping):
         """The merge patch since the last collect; starts a new window."""
         if not self._notified:
             return {}
-        patch = self.peek()
-        self._clear_marks()
+        return self._collect()
+
+    def _collect(self):
+        # peek() and _clear_marks() in one pass (the per-tick hot path)
+        patch = {}
+        orig = self._orig
+        data = self._data
+        if orig:
+            for key, before in orig.items():
+                now = data.get(key, _MISSING)
+                if now is _MISSING:
+                    if before is not _MISSING:
+                        patch[key] = None
+                elif isinstance(now, _Tracked):
+                    snap = now.snapshot()
+                    if now._notified:
+                        now._clear_marks()
+                    if isinstance(before, dict):
+                        sub = diff(before, snap)
+                        if sub:
+                            patch[key] = sub
+                    else:
+                        patch[key] = snap
+                elif before is _MISSING or before != now or type(before) is not type(now):
+                    patch[key] = now
+        dirty = self._dirty
+        if dirty:
+            for key in dirty:
+                if key in orig:
+                    continue
+                child = data.get(key)
+                if isinstance(child, _Tracked):
+                    sub = child._collect() if child._notified else {}
+                    if sub:
+                        patch[key] = sub
+            dirty.clear()
+        orig.clear()
+        self._notified = False
         return patch
 
 
 def _plain(value):
-    if isinstance(value, TrackedMap):
+    if isinstance(value, _Tracked):
         return value.snapshot()
     return value
 
