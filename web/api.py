@@ -79,6 +79,11 @@ def _name(body):
     return v
 
 
+def _header(request, name):
+    v = request.getHeader(name)
+    return v.decode("latin-1") if isinstance(v, bytes) else v
+
+
 CREATE_FIELDS = {"mode", "id", "max_players", "min_players", "game", "seed", "config", "setup",
                  "turn_ms", "turn_timeout", "drop_after", "input_delay"}
 JOIN_FIELDS = {"name", "role"}
@@ -158,8 +163,8 @@ class ApiResource(resource.Resource):
         key = self.config.api_key
         if not key:
             return
-        given = request.getHeader(b"x-api-key")
-        auth = request.getHeader(b"authorization")
+        given = _header(request, b"x-api-key")
+        auth = _header(request, b"authorization")
         if given is None and auth is not None:
             scheme, _, rest = auth.partition(" ")
             if scheme.lower() == "bearer":
@@ -192,7 +197,7 @@ class ApiResource(resource.Resource):
         return body
 
     def _urls(self, request, room_id):
-        host = (request.getHeader(b"host") or "127.0.0.1").strip()
+        host = (_header(request, b"host") or "127.0.0.1").strip()
         secure = request.isSecure()
         return {"url": "/api/rooms/%s" % room_id,
                 "join_url": "%s://%s/api/rooms/%s/join" % ("https" if secure else "http", host,
