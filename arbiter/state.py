@@ -60,6 +60,11 @@ class TrackedMap(_Tracked, MutableMapping):
     def get(self, key, default=None):
         return self._data.get(key, default)
 
+    def setdefault(self, key, default=None):
+        if key not in self._data:
+            self[key] = default
+        return self._data[key]     # the tracked map a plain dict default became
+
     def __setitem__(self, key, value):
         if value is None:
             raise TypeError(

@@ -91,3 +91,13 @@ def test_diff_round_trip():
     before = {"a": {"x": 1, "y": [1]}, "b": 2}
     after = {"a": {"y": [2]}, "c": {"d": {}}}
     assert apply_merge_patch(copy.deepcopy(before), diff(before, after)) == after
+
+
+def test_setdefault_returns_the_tracked_map():
+    """setdefault with a dict gives back the live tracked map, so edits through it are sent."""
+    root = TrackedMap()
+    root.collect()
+    root.setdefault("tiles", {})["1,2"] = "p1"
+    assert root.collect() == {"tiles": {"1,2": "p1"}}
+    root.setdefault("tiles", {})["3,4"] = "p2"
+    assert root.collect() == {"tiles": {"3,4": "p2"}}
