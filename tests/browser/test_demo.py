@@ -1,0 +1,354 @@
+"""The cube demo in real Chromium against a real server: what players see.
+
+Pages are driven with real mouse and keyboard input; window.arbiterDemo is
+read only to learn where things are drawn and what the client holds.
+"""
+
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+DRAWN_CUBES = "() => window.arbiterDemo.drawnIds('cube')"
+
+
+def own_cubes(player):
+    return player.js("window.arbiterDemo.ownCubes()")
+
+
+def spawn_cube(player):
+    """Click Spawn; return the id of the new cube once it is drawn on this page."""
+    before = own_cubes(player)
+    player.page.click("#spawn")
+    return player.wait(
+        """before => { const d = window.arbiterDemo;
+             const ids = d.ownCubes().filter(id => !before.includes(id) && d.screenPos(id));
+             return ids.length ? ids[0] : null; }""",
+        before,
+    )
+
+
+def drawn(player, entity_id):
+    """{x, y, pos} where the entity is drawn on this page, or None."""
+    return player.js("id => window.arbiterDemo.screenPos(id)", entity_id)
+
+
+def screen_of(player, x, z):
+    """The screen point of the ground point (x, z) on this page."""
+    return player.js("([x, z]) => window.arbiterDemo.view.project(x, 0, z)", [x, z])
+
+
+def click_entity(player, entity_id, shift=False, **kwargs):
+    p = drawn(player, entity_id)
+    if shift:
+        player.page.keyboard.down("Shift")
+    player.page.mouse.click(p["x"], p["y"], **kwargs)
+    if shift:
+        player.page.keyboard.up("Shift")
+
+
+def test_two_pages_join_and_see_a_spawned_cube(players, room):
+    """Two pages in one room see both avatars; a cube spawned on A appears on B in A's colour."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    a_avatar, b_avatar = a.avatar_id, b.avatar_id
+    for p in (a, b):
+        p.wait("ids => ids.every(id => window.arbiterDemo.screenPos(id))", [a_avatar, b_avatar])
+    assert a.you != b.you
+
+    cube = spawn_cube(a)
+    b.wait("id => window.arbiterDemo.screenPos(id)", cube)
+    seen = b.js("id => window.arbiterDemo.client.state.entities[id]", cube)
+    assert seen["kind"] == "cube"
+    assert seen["owner"] == a.you
+    assert seen["color"] == a.js("id => window.arbiterDemo.client.state.entities[id].color", a_avatar)
+    # Bob's player list shows Alice.
+    b.wait("() => document.querySelector('#players').textContent.includes('Alice')")
+
+
+def test_select_and_send_a_cube(players, room):
+    """A clicks its cube, right-clicks the ground; B sees the cube travel and stop at the target."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    cube = spawn_cube(a)
+    b.wait("id => window.arbiterDemo.screenPos(id)", cube)
+    start = drawn(b, cube)["pos"]
+
+    click_entity(a, cube)
+    a.wait("id => window.arbiterDemo.selected().includes(id)", cube)
+    assert a.page.is_enabled("#delete")
+
+    # A target 6 units away from the cube, toward the centre of the plane.
+    tx = start[0] - 6 if start[0] > 0 else start[0] + 6
+    tz = start[2]
+    target_px = screen_of(a, tx, tz)
+    a.page.mouse.click(target_px["x"], target_px["y"], button="right")
+    marker = a.wait("() => window.arbiterDemo.marker()")
+    assert abs(marker[0] - tx) < 0.2 and abs(marker[1] - tz) < 0.2
+
+    # On B: the cube moves...
+    b.wait(
+        """([id, x0]) => { const p = window.arbiterDemo.screenPos(id); return p && Math.abs(p.pos[0] - x0) > 0.5; }""",
+        [cube, start[0]],
+    )
+    # ...and stops exactly at the target (5 units/s: about 1.2 s of travel).
+    b.wait(
+        """([id, m]) => { const d = window.arbiterDemo, p = d.screenPos(id), e = d.client.state.entities[id];
+             return p && e && !e.to && Math.abs(p.pos[0] - m[0]) < 0.011 && Math.abs(p.pos[2] - m[1]) < 0.011; }""",
+        [cube, marker],
+    )
+    tick = b.js("window.arbiterDemo.client.tick")
+    b.wait("t => window.arbiterDemo.client.tick >= t + 5", tick)
+    end = drawn(b, cube)["pos"]
+    assert abs(end[0] - marker[0]) < 0.011 and abs(end[2] - marker[1]) < 0.011
+
+
+def test_shift_click_drag_box_and_delete(players, room):
+    """Shift-click adds to the selection, a drag box selects several, Delete selected removes them on B too."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    cubes = [spawn_cube(a) for _ in range(2)]
+    click_entity(a, cubes[0])
+    click_entity(a, cubes[1], shift=True)
+    a.wait("ids => ids.every(id => window.arbiterDemo.selected().includes(id))", cubes)
+
+    # Clicking empty ground clears; a box around both cubes selects them again.
+    a.page.mouse.click(5, 360)
+    a.wait("() => window.arbiterDemo.selected().length === 0")
+    pts = [drawn(a, c) for c in cubes]
+    x0, x1 = min(p["x"] for p in pts) - 25, max(p["x"] for p in pts) + 25
+    y0, y1 = min(p["y"] for p in pts) - 25, max(p["y"] for p in pts) + 25
+    a.page.mouse.move(x0, y0)
+    a.page.mouse.down()
+    a.page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=3)
+    assert a.page.is_visible("#dragbox")
+    a.page.mouse.move(x1, y1, steps=3)
+    a.page.mouse.up()
+    a.wait("ids => ids.every(id => window.arbiterDemo.selected().includes(id))", cubes)
+
+    for c in cubes:
+        b.wait("id => window.arbiterDemo.screenPos(id)", c)
+    a.page.click("#delete")
+    b.wait("ids => ids.every(id => !window.arbiterDemo.screenPos(id))", cubes)
+    a.wait("ids => ids.every(id => !window.arbiterDemo.screenPos(id))", cubes)
+
+
+def test_hovered_cube_changes_colour(players, room):
+    """A cube under the mouse is drawn lighter than its owner's colour."""
+    a = players(room, "Alice")
+    cube = spawn_cube(a)
+    colour = "id => '#' + window.arbiterDemo.view.entities.get(id).material.color.getHexString()"
+    base = a.js(colour, cube)
+    p = drawn(a, cube)
+    a.page.mouse.move(p["x"], p["y"])
+    a.wait("([id, base]) => '#' + window.arbiterDemo.view.entities.get(id).material.color.getHexString() !== base", [cube, base])
+    a.page.mouse.move(5, 360)
+    a.wait("([id, base]) => '#' + window.arbiterDemo.view.entities.get(id).material.color.getHexString() === base", [cube, base])
+
+
+def press_and_check_first_frame(player, key):
+    """Hold key; return the frame records ({own, auth}) just before and on the first frame after the keydown."""
+    frame0 = player.js("window.arbiterDemo.frame")
+    player.page.keyboard.down(key)
+    key_frame = player.wait(
+        "([f, key]) => { const k = window.arbiterDemo.keys.filter(k => k.code === key && k.frame >= f).pop();"
+        " return k ? k.frame : null; }",
+        [frame0, key],
+    )
+    frames = player.wait(
+        """n => { const fs = window.arbiterDemo.frames;
+             const a = fs.find(f => f.n === n), b = fs.find(f => f.n === n + 1);
+             return a && b ? [a, b] : null; }""",
+        key_frame,
+    )
+    return frames
+
+
+def direction_to_centre(player):
+    x = player.js("window.arbiterDemo.screenPos(window.arbiterDemo.client.avatarId).pos[0]")
+    return ("ArrowLeft", -1) if x > 0 else ("ArrowRight", 1)
+
+
+def test_arrow_keys_move_own_avatar_at_once_and_on_the_other_page_soon_after(players, room):
+    """A's arrow key moves A's avatar on A on the very next frame, and on B shortly after."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    avatar = a.avatar_id
+    key, sign = direction_to_centre(a)
+    x_on_b = drawn(b, avatar)["pos"][0]
+
+    before, first = (f["own"] for f in press_and_check_first_frame(a, key))
+    assert (first[0] - before[0]) * sign > 0.1, (before, first)
+    a.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 2", [avatar, before[0], sign])
+    a.page.keyboard.up(key)
+
+    b.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 1", [avatar, x_on_b, sign], timeout=3000)
+    # Once A is still, both pages agree where A is (B draws the server's word, A its prediction).
+    a.wait("() => window.arbiterDemo.client.backlog === 0")
+    final = a.js("id => window.arbiterDemo.client.state.entities[id].pos", avatar)
+    b.wait("([id, p]) => { const q = window.arbiterDemo.screenPos(id).pos; return q[0] === p[0] && q[2] === p[2]; }", [avatar, final])
+    a.wait("([id, p]) => { const q = window.arbiterDemo.screenPos(id).pos; return Math.abs(q[0] - p[0]) < 1e-9 && Math.abs(q[2] - p[2]) < 1e-9; }", [avatar, final])
+    assert a.js("window.arbiterDemo.client.correctionCount") == 0
+
+
+def test_reload_keeps_player_and_cubes(players, room):
+    """Reloading the page resumes the same player id, avatar and cubes (token in sessionStorage)."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    you, avatar = a.you, a.avatar_id
+    cube = spawn_cube(a)
+    a.page.reload()
+    a.wait_ready()
+    assert a.you == you
+    assert a.avatar_id == avatar
+    a.wait("id => window.arbiterDemo.screenPos(id)", cube)
+    assert cube in own_cubes(a)
+    # B never saw Alice as a second player.
+    b.wait("you => window.arbiterDemo.client.state.players[you].connected", you)
+    assert b.js("Object.keys(window.arbiterDemo.client.state.players).length") == 2
+
+
+def test_other_room_sees_nothing(players, room):
+    """A page in another room sees only itself: none of room A's avatars or cubes."""
+    a = players(room, "Alice")
+    cube = spawn_cube(a)
+    c = players(room + "-other", "Carol")
+    tick = c.js("window.arbiterDemo.client.tick")
+    c.wait("t => window.arbiterDemo.client.tick >= t + 10", tick)  # half a second of state ticks
+    ids = c.js("window.arbiterDemo.drawnIds()")
+    assert ids == [c.avatar_id]
+    assert cube not in c.js("Object.keys(window.arbiterDemo.client.state.entities)")
+    assert list(c.js("Object.keys(window.arbiterDemo.client.state.players)")) == [c.you]
+    assert "Alice" not in c.page.text_content("#players")
+
+
+def set_latency(player, ms, jitter=0):
+    """Type into the latency simulator fields, then wait for the overlay's ping to show it."""
+    player.page.fill("#lag", str(ms))
+    player.page.fill("#jitter", str(jitter))
+    player.page.mouse.click(5, 360)  # back to the game, as a player would
+    player.wait(
+        "ms => { const t = document.querySelector('#o-ping').textContent; return t.endsWith(' ms') && parseInt(t) >= 2 * ms; }",
+        ms,
+        timeout=20000,
+    )
+
+
+def test_prediction_moves_own_avatar_on_first_frame_at_150ms(players, room):
+    """With 150 ms added each way, A's own avatar still moves on the first frame of a keypress."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    set_latency(a, 150)
+    avatar = a.avatar_id
+    key, sign = direction_to_centre(a)
+    frame_before, frame_first = press_and_check_first_frame(a, key)
+    before, first = frame_before["own"], frame_first["own"]
+    assert (first[0] - before[0]) * sign > 0.1, (before, first)
+    # The server's word had not moved yet on that frame: what moved was the prediction.
+    assert frame_first["auth"] == frame_before["auth"]
+    a.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 2", [avatar, before[0], sign])
+    a.page.keyboard.up(key)
+    b.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 2", [avatar, before[0], sign])
+    a.wait("() => window.arbiterDemo.client.backlog === 0", timeout=5000)
+    assert a.js("window.arbiterDemo.client.correctionCount") == 0
+
+
+def test_without_prediction_the_avatar_waits_for_the_server(players, room):
+    """With prediction switched off at 150 ms, the first frames after a keypress do not move."""
+    a = players(room, "Alice")
+    set_latency(a, 150)
+    a.page.uncheck("#predict")
+    key, sign = direction_to_centre(a)
+    before, first = (f["own"] for f in press_and_check_first_frame(a, key))
+    assert first == before
+    a.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 0.5", [a.avatar_id, before[0], sign])
+    a.page.keyboard.up(key)
+
+
+def test_tag_out_of_reach_is_a_miss(players, room):
+    """Clicking another player's avatar sends a tag; out of reach the page reports a miss."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    b_avatar = b.avatar_id
+    a.wait("id => window.arbiterDemo.screenPos(id)", b_avatar)
+    dist = a.js(
+        """id => { const d = window.arbiterDemo, p = d.screenPos(id).pos, q = d.screenPos(d.client.avatarId).pos;
+             return Math.hypot(p[0] - q[0], p[2] - q[2]); }""",
+        b_avatar,
+    )
+    click_entity(a, b_avatar)
+    if dist > 2.5:
+        a.wait("() => document.querySelector('#log').textContent.includes('missed')")
+    else:
+        b.wait("() => document.querySelector('#log').textContent.includes('tagged')")
+
+
+def test_msgpack_and_json_pages_share_a_room(players, room):
+    """A page on the msgpack subprotocol and one on JSON see each other's cubes."""
+    a = players(room, "Alice", enc="msgpack")
+    b = players(room, "Bob")
+    assert a.js("window.arbiterDemo.client.connection._ws.protocol") == "arbiter.v1.msgpack"
+    assert b.js("window.arbiterDemo.client.connection._ws.protocol") == "arbiter.v1.json"
+    cube = spawn_cube(a)
+    b.wait("id => window.arbiterDemo.screenPos(id)", cube)
+    cube_b = spawn_cube(b)
+    a.wait("id => window.arbiterDemo.screenPos(id)", cube_b)
+
+
+def test_overlay_and_screenshot(players, room):
+    """The overlay reads sensible numbers at 0 and 150 ms; docs/demo.png shows the game in play."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    cubes = [spawn_cube(a) for _ in range(4)]
+    for _ in range(2):
+        spawn_cube(b)
+    a.wait("() => window.arbiterDemo.drawnIds('cube').length === 6")
+
+    readings = {}
+    key, sign = direction_to_centre(a)
+    x0 = drawn(a, a.avatar_id)["pos"][0]
+    a.page.keyboard.down(key)
+    a.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 1.5", [a.avatar_id, x0, sign])
+    readings["0ms_moving"] = a.overlay()
+    a.page.keyboard.up(key)
+
+    # Select A's cubes with a drag box and send them off; screenshot with them under way.
+    pts = [drawn(a, c) for c in cubes]
+    x0, x1 = min(p["x"] for p in pts) - 30, max(p["x"] for p in pts) + 30
+    y0, y1 = min(p["y"] for p in pts) - 30, max(p["y"] for p in pts) + 30
+    a.page.mouse.move(x0, y0)
+    a.page.mouse.down()
+    a.page.mouse.move(x1, y1, steps=4)
+    a.page.mouse.up()
+    a.wait("n => window.arbiterDemo.selected().length === n", len(cubes))
+    cube_pos = drawn(a, cubes[0])["pos"]
+    tx = cube_pos[0] - 7 if cube_pos[0] > 0 else cube_pos[0] + 7
+    tz = cube_pos[2] - 4 if cube_pos[2] > 0 else cube_pos[2] + 4
+    t = screen_of(a, tx, tz)
+    a.page.mouse.click(t["x"], t["y"], button="right")
+    a.wait("() => window.arbiterDemo.marker()")
+    a.wait(
+        "ids => ids.some(id => window.arbiterDemo.client.state.entities[id] && window.arbiterDemo.client.state.entities[id].to)",
+        cubes,
+    )
+    a.page.mouse.move(*[drawn(b, b.avatar_id)[k] for k in ("x", "y")])  # hover Bob's avatar
+    (ROOT / "docs").mkdir(exist_ok=True)
+    a.page.screenshot(path=str(ROOT / "docs" / "demo.png"))
+
+    set_latency(a, 150)
+    a.page.keyboard.down(key)
+    a.wait("() => parseInt(document.querySelector('#o-backlog').textContent) > 3")
+    readings["150ms_moving"] = a.overlay()
+    a.page.keyboard.up(key)
+    a.wait("() => window.arbiterDemo.client.backlog === 0", timeout=5000)
+    readings["150ms_still"] = a.overlay()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "overlay.json").write_text(json.dumps(readings, indent=2))
+    print("overlay readings:", json.dumps(readings, indent=2))
+    for r in readings.values():
+        assert r["state"] == "open"
+        assert r["corrections/s"] == "0"
+    assert int(readings["150ms_still"]["ping"].split()[0]) >= 300
+    assert int(readings["0ms_moving"]["ping"].split()[0]) < 150

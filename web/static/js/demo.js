@@ -1,0 +1,397 @@
+// The cube demo: wires RealtimeClient (the netcode) to WorldView (three.js)
+// and to the page's controls. Everything network-related lives in
+// arbiter-client.js; this file is UI.
+
+import { RealtimeClient } from "./arbiter-client.js";
+import { WorldView } from "./demo/scene.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+const room = ROOM_RE.test(params.get("room") ?? "") ? params.get("room") : "main";
+const encoding = params.get("enc") === "msgpack" ? "msgpack" : "json";
+const NAME_KEY = "arbiter.name";
+const DRAG_PX = 5;
+
+const KEYS = {
+  ArrowUp: [0, -1], KeyW: [0, -1],
+  ArrowDown: [0, 1], KeyS: [0, 1],
+  ArrowLeft: [-1, 0], KeyA: [-1, 0],
+  ArrowRight: [1, 0], KeyD: [1, 0],
+};
+
+// -- test hook: read-only views of what is drawn; tests drive the UI with real input --
+const hook = {
+  ready: false,
+  client: null,
+  view: null,
+  frame: 0,
+  frames: [], // [{n, t, own: [x, z] drawn, auth: [x, z] the server's}], the last 600 frames
+  keys: [], // [{code, frame}]: the number of frames rendered before the keydown
+  selected: () => [...selected],
+  screenPos: (id) => view?.drawn(id) ?? null,
+  drawnIds: (kind) => [...(view?.entities.values() ?? [])].filter((r) => !kind || r.kind === kind).map((r) => r.id),
+  ownCubes: () => ownCubeIds(),
+  marker: () => (view?.marker.visible ? view.markerTarget : null),
+};
+window.arbiterDemo = hook;
+
+let client = null;
+let view = null;
+const selected = new Set();
+let hovered = null;
+let pointer = null; // last pointer position {x, y}
+let drag = null; // {x0, y0, x1, y1, shift, active}
+const held = new Set();
+
+function cleanName(s) {
+  // 1-32 code points, no control characters (PROTOCOL.md).
+  const chars = [...(s ?? "").replace(/[\u0000-\u001f\u007f-\u009f]/g, "").trim()].slice(0, 32);
+  return chars.join("");
+}
+
+async function askName() {
+  const fromUrl = cleanName(params.get("name"));
+  if (fromUrl) return fromUrl;
+  let stored = null;
+  try {
+    stored = cleanName(localStorage.getItem(NAME_KEY));
+  } catch {}
+  if (stored) return stored;
+  const dialog = $("name-dialog");
+  dialog.showModal();
+  $("name-input").focus();
+  const name = await new Promise((resolve) => {
+    $("name-form").addEventListener("submit", () => resolve(cleanName($("name-input").value)));
+  });
+  try {
+    if (name) localStorage.setItem(NAME_KEY, name);
+  } catch {}
+  return name || undefined;
+}
+
+function log(text, bad = false) {
+  const p = document.createElement("p");
+  p.textContent = text;
+  if (bad) p.className = "bad";
+  const box = $("log");
+  box.prepend(p);
+  while (box.children.length > 8) box.lastChild.remove();
+}
+
+function playerName(pid) {
+  return client?.state.players[pid]?.name ?? pid;
+}
+
+function ownCubeIds() {
+  if (!client) return [];
+  return Object.entries(client.state.entities)
+    .filter(([, e]) => e && e.kind === "cube" && e.owner === client.you)
+    .map(([id]) => id);
+}
+
+function isOwnCube(id) {
+  const e = client?.state.entities[id];
+  return !!e && e.kind === "cube" && e.owner === client.you;
+}
+
+function isOtherAvatar(id) {
+  const e = client?.state.entities[id];
+  return !!e && e.kind === "avatar" && e.owner !== client.you;
+}
+
+// -- keyboard ---------------------------------------------------------------
+
+function updateDirection() {
+  let dx = 0;
+  let dz = 0;
+  for (const code of held) {
+    dx += KEYS[code][0];
+    dz += KEYS[code][1];
+  }
+  client?.setDirection(Math.sign(dx), Math.sign(dz));
+}
+
+const TEXT_INPUTS = new Set(["text", "number", "search", "email", "password", "url", "tel"]);
+
+function typing(ev) {
+  const t = ev.target;
+  return (t instanceof HTMLInputElement && TEXT_INPUTS.has(t.type)) || t instanceof HTMLTextAreaElement || t?.isContentEditable;
+}
+
+addEventListener("keydown", (ev) => {
+  if (typing(ev)) return;
+  if (KEYS[ev.code]) {
+    ev.preventDefault();
+    if (!held.has(ev.code)) {
+      hook.keys.push({ code: ev.code, frame: hook.frame });
+      held.add(ev.code);
+      updateDirection();
+    }
+  } else if (ev.code === "Delete" || ev.code === "Backspace") {
+    deleteSelected();
+  }
+});
+addEventListener("keyup", (ev) => {
+  if (held.delete(ev.code)) updateDirection();
+});
+addEventListener("blur", () => {
+  held.clear();
+  updateDirection();
+});
+
+// -- mouse ------------------------------------------------------------------
+
+function setupPointer(canvas) {
+  canvas.addEventListener("contextmenu", (ev) => ev.preventDefault());
+  canvas.addEventListener("pointermove", (ev) => {
+    pointer = { x: ev.clientX, y: ev.clientY };
+    if (drag) {
+      drag.x1 = ev.clientX;
+      drag.y1 = ev.clientY;
+      if (!drag.active && Math.hypot(drag.x1 - drag.x0, drag.y1 - drag.y0) > DRAG_PX) drag.active = true;
+      showDragBox();
+    }
+  });
+  canvas.addEventListener("pointerleave", () => (pointer = null));
+  canvas.addEventListener("pointerdown", (ev) => {
+    document.activeElement?.blur?.(); // back to the game: the keys drive the avatar again
+    if (ev.button === 0) {
+      canvas.setPointerCapture(ev.pointerId);
+      drag = { x0: ev.clientX, y0: ev.clientY, x1: ev.clientX, y1: ev.clientY, shift: ev.shiftKey, active: false };
+    } else if (ev.button === 2) {
+      sendSelectedTo(ev.clientX, ev.clientY);
+    }
+  });
+  canvas.addEventListener("pointerup", (ev) => {
+    if (ev.button !== 0 || !drag) return;
+    const d = drag;
+    drag = null;
+    showDragBox();
+    if (d.active) boxSelect(d);
+    else clickAt(ev.clientX, ev.clientY, ev.shiftKey);
+  });
+}
+
+function showDragBox() {
+  const box = $("dragbox");
+  if (!drag || !drag.active) {
+    box.hidden = true;
+    return;
+  }
+  box.hidden = false;
+  Object.assign(box.style, {
+    left: `${Math.min(drag.x0, drag.x1)}px`,
+    top: `${Math.min(drag.y0, drag.y1)}px`,
+    width: `${Math.abs(drag.x1 - drag.x0)}px`,
+    height: `${Math.abs(drag.y1 - drag.y0)}px`,
+  });
+}
+
+function boxSelect(d) {
+  if (!d.shift) selected.clear();
+  const [x0, x1] = [Math.min(d.x0, d.x1), Math.max(d.x0, d.x1)];
+  const [y0, y1] = [Math.min(d.y0, d.y1), Math.max(d.y0, d.y1)];
+  for (const id of ownCubeIds()) {
+    const p = view.drawn(id);
+    if (p && p.x >= x0 && p.x <= x1 && p.y >= y0 && p.y <= y1) selected.add(id);
+  }
+  updateButtons();
+}
+
+function clickAt(x, y, shift) {
+  const id = view.pick(x, y);
+  if (id !== null && isOwnCube(id)) {
+    if (shift) {
+      if (selected.has(id)) selected.delete(id);
+      else selected.add(id);
+    } else {
+      selected.clear();
+      selected.add(id);
+    }
+  } else if (id !== null && isOtherAvatar(id)) {
+    const target = client.state.entities[id].owner;
+    client.tag(id);
+    log(`you try to tag ${playerName(target)}`);
+  } else if (!shift) {
+    selected.clear();
+  }
+  updateButtons();
+}
+
+function sendSelectedTo(x, y) {
+  const ids = [...selected].filter(isOwnCube);
+  if (!ids.length) {
+    log("select your cubes first, then right-click the ground");
+    return;
+  }
+  const to = view.groundPoint(x, y);
+  if (!to) return;
+  client.order(ids, to);
+  view.showMarker(to[0], to[1], client.state.entities[client.avatarId]?.color);
+}
+
+// -- buttons and the latency simulator --------------------------------------
+
+function spawn() {
+  // Near your avatar when it is on the plane, so you see it appear.
+  const me = client.predictedPosition();
+  const half = client.world.size / 2 - 0.5;
+  if (!me) return client.spawn();
+  const a = Math.random() * Math.PI * 2;
+  const r = 2.5 + Math.random() * 2;
+  const c = (v) => Math.round(Math.max(-half, Math.min(half, v)) * 100) / 100;
+  client.spawn([c(me[0] + Math.cos(a) * r), c(me[2] + Math.sin(a) * r)]);
+}
+
+function deleteSelected() {
+  for (const id of [...selected]) {
+    if (isOwnCube(id)) client.remove(id);
+    selected.delete(id);
+  }
+  updateButtons();
+}
+
+function updateButtons() {
+  $("delete").disabled = ![...selected].some(isOwnCube);
+  $("spawn").disabled = !client?.connection.isOpen;
+}
+
+function number(id) {
+  const v = Number($(id).value);
+  return Number.isFinite(v) && v > 0 ? v : 0;
+}
+
+function applyLatency() {
+  const lag = number("lag");
+  client.connection.setLatency({ send: lag, recv: lag, jitter: number("jitter") });
+}
+
+function setupControls() {
+  $("spawn").addEventListener("click", spawn);
+  $("delete").addEventListener("click", deleteSelected);
+  if (params.has("lag")) $("lag").value = params.get("lag");
+  if (params.has("jitter")) $("jitter").value = params.get("jitter");
+  for (const id of ["lag", "jitter"]) $(id).addEventListener("input", applyLatency);
+  $("predict").addEventListener("change", () => (client.predict = $("predict").checked));
+  $("interpolate").addEventListener("change", () => (client.interpolate = $("interpolate").checked));
+  applyLatency();
+}
+
+// -- overlay ----------------------------------------------------------------
+
+function setText(id, text) {
+  const el = $(id);
+  if (el.textContent !== text) el.textContent = text;
+}
+
+let lastPlayers = "";
+function updateOverlay(t) {
+  const c = client.connection;
+  setText("o-status", c.status);
+  setText("o-you", c.you ? `${c.name ?? ""} (${c.you})` : "–");
+  const rtt = c.clock.medianRtt();
+  setText("o-ping", rtt === null ? "–" : `${Math.round(rtt)} ms`);
+  setText("o-tick", client.tick === null ? "–" : String(client.tick));
+  setText("o-backlog", String(client.backlog));
+  setText("o-corr", String(client.correctionsPerSecond(t)));
+  setText("o-bytes", String(Math.round(c.bytesIn.perSecond(t))));
+  setText("o-delay", client.interpolate ? `${Math.round(client.renderDelay)} ms` : "off");
+
+  const players = Object.entries(client.state.players ?? {});
+  const avatarColor = {};
+  for (const e of Object.values(client.state.entities)) if (e?.kind === "avatar") avatarColor[e.owner] = e.color;
+  const key = JSON.stringify([players, avatarColor, c.you]);
+  if (key === lastPlayers) return;
+  lastPlayers = key;
+  const ol = $("players");
+  ol.replaceChildren(
+    ...players.map(([pid, p]) => {
+      const li = document.createElement("li");
+      if (!p.connected) li.className = "away";
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = avatarColor[pid] ?? "#888";
+      const name = document.createElement("span");
+      name.textContent = `${p.name}${pid === c.you ? " (you)" : ""}${p.connected ? "" : " · away"}`;
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = `${p.score} · ${p.ping} ms`;
+      li.append(sw, name, score);
+      return li;
+    }),
+  );
+}
+
+function showBanner(text) {
+  const b = $("banner");
+  b.hidden = !text;
+  b.textContent = text ?? "";
+}
+
+// -- the frame ----------------------------------------------------------------
+
+function frame() {
+  const t = performance.now();
+  for (const id of [...selected]) if (!isOwnCube(id)) selected.delete(id);
+  if (client.world) view.setWorldSize(client.world.size);
+  const entities = client.view(t);
+  hovered = pointer ? view.pick(pointer.x, pointer.y) : null;
+  view.canvas.style.cursor = hovered && (isOwnCube(hovered) || isOtherAvatar(hovered)) ? "pointer" : "crosshair";
+  const names = {};
+  for (const [pid, p] of Object.entries(client.state.players ?? {})) names[pid] = p.name;
+  view.sync(entities, { avatarId: client.avatarId, names, selected, hovered });
+  if (view.markerTarget && performance.now() - view.markerSince > 1500) {
+    const [mx, mz] = view.markerTarget;
+    const heading = ownCubeIds().some((id) => {
+      const to = client.state.entities[id].to;
+      return to && Math.abs(to[0] - mx) < 0.05 && Math.abs(to[1] - mz) < 0.05;
+    });
+    if (!heading) view.hideMarker();
+  }
+  view.render();
+  updateOverlay(t);
+  hook.frame++;
+  const own = client.avatarId !== null ? view.drawn(client.avatarId)?.pos : null;
+  const auth = client.avatarId !== null ? client.state.entities[client.avatarId].pos : null;
+  hook.frames.push({ n: hook.frame, t, own: own ? [own[0], own[2]] : null, auth: auth ? [auth[0], auth[2]] : null });
+  if (hook.frames.length > 600) hook.frames.shift();
+  requestAnimationFrame(frame);
+}
+
+async function main() {
+  setupPointer($("view"));
+  view = new WorldView($("view"));
+  hook.view = view;
+  $("room-name").textContent = `· ${room}`;
+  updateButtons();
+  const name = await askName();
+  client = new RealtimeClient({ room, name, encoding });
+  hook.client = client;
+  setupControls();
+  client.on("status", (status, detail) => {
+    updateButtons();
+    if (status === "reconnecting") showBanner(`connection lost, reconnecting in ${Math.round((detail?.wait ?? 0) / 100) / 10} s…`);
+    else if (status === "taken_over") showBanner("this player was opened in another tab");
+    else if (status === "room_full") showBanner(`room ${room} is full`);
+    else showBanner(null);
+  });
+  client.on("welcome", (msg) => {
+    log(`joined room ${msg.room} as ${msg.name} (${msg.you})`);
+    updateButtons();
+  });
+  client.on("join", (ev) => log(`${ev.name} joined`));
+  client.on("leave", (ev) => log(`${playerName(ev.player)} left`));
+  client.on("say", (ev) => log(`${playerName(ev.player)}: ${ev.text}`));
+  client.on("tag", (ev) => {
+    log(`${playerName(ev.player)} tagged ${playerName(ev.target)}!`);
+    for (const [id, e] of Object.entries(client.state.entities)) if (e?.kind === "avatar" && e.owner === ev.target) view.flash(id);
+  });
+  client.on("reject", (msg) => log(msg.code === "miss" ? "missed: too far away" : `refused: ${msg.code} (${msg.msg})`, true));
+  client.on("error", (msg) => log(`error: ${msg.code} (${msg.msg})`, true));
+  requestAnimationFrame(frame);
+  await client.connect();
+  hook.ready = true;
+}
+
+main();

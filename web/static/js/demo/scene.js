@@ -1,0 +1,234 @@
+// The demo's three.js renderer: the ground, one mesh per entity, picking and
+// projection. It knows nothing about the network; demo.js feeds it what
+// RealtimeClient.view() returns each frame.
+
+import * as THREE from "three";
+
+const AVATAR_SIZE = 1;
+const CUBE_SIZE = 0.7;
+const HOVER_MIX = 0.45;
+const WHITE = new THREE.Color("#ffffff");
+
+function labelSprite(text) {
+  const canvas = document.createElement("canvas");
+  canvas.width = 256;
+  canvas.height = 64;
+  const ctx = canvas.getContext("2d");
+  ctx.font = "bold 30px system-ui, sans-serif";
+  ctx.textAlign = "center";
+  ctx.textBaseline = "middle";
+  ctx.lineWidth = 6;
+  ctx.strokeStyle = "rgba(0,0,0,0.75)";
+  ctx.strokeText(text, 128, 32);
+  ctx.fillStyle = "#ffffff";
+  ctx.fillText(text, 128, 32);
+  const texture = new THREE.CanvasTexture(canvas);
+  texture.colorSpace = THREE.SRGBColorSpace;
+  const sprite = new THREE.Sprite(new THREE.SpriteMaterial({ map: texture, depthTest: false, transparent: true }));
+  sprite.scale.set(4, 1, 1);
+  sprite.position.y = 1.25;
+  sprite.renderOrder = 10;
+  sprite.userData.text = text;
+  return sprite;
+}
+
+export class WorldView {
+  constructor(canvas) {
+    this.canvas = canvas;
+    this.renderer = new THREE.WebGLRenderer({ canvas, antialias: true });
+    this.renderer.setPixelRatio(Math.min(2, window.devicePixelRatio || 1));
+    this.scene = new THREE.Scene();
+    this.scene.background = new THREE.Color("#11161d");
+    this.camera = new THREE.PerspectiveCamera(45, 1, 0.1, 500);
+    this.raycaster = new THREE.Raycaster();
+    this.entities = new Map(); // id -> {group, body, material, outline, label, kind, color}
+
+    this.scene.add(new THREE.HemisphereLight("#dfe9ff", "#2a2f36", 1.6));
+    const sun = new THREE.DirectionalLight("#ffffff", 1.8);
+    sun.position.set(10, 30, 15);
+    this.scene.add(sun);
+
+    this.boxes = {
+      avatar: new THREE.BoxGeometry(AVATAR_SIZE, AVATAR_SIZE, AVATAR_SIZE),
+      cube: new THREE.BoxGeometry(CUBE_SIZE, CUBE_SIZE, CUBE_SIZE),
+    };
+    this.edges = {
+      avatar: new THREE.EdgesGeometry(this.boxes.avatar),
+      cube: new THREE.EdgesGeometry(new THREE.BoxGeometry(CUBE_SIZE * 1.12, CUBE_SIZE * 1.12, CUBE_SIZE * 1.12)),
+    };
+
+    this.ownRing = new THREE.Mesh(
+      new THREE.RingGeometry(0.8, 0.95, 40),
+      new THREE.MeshBasicMaterial({ color: "#ffffff", side: THREE.DoubleSide }),
+    );
+    this.ownRing.rotation.x = -Math.PI / 2;
+    this.ownRing.visible = false;
+    this.scene.add(this.ownRing);
+
+    this.marker = new THREE.Mesh(
+      new THREE.RingGeometry(0.35, 0.6, 32),
+      new THREE.MeshBasicMaterial({ color: "#ffffff", side: THREE.DoubleSide, transparent: true }),
+    );
+    this.marker.rotation.x = -Math.PI / 2;
+    this.marker.visible = false;
+    this.scene.add(this.marker);
+    this.markerSince = 0;
+
+    this.setWorldSize(40);
+    this.resize();
+    window.addEventListener("resize", () => this.resize());
+  }
+
+  setWorldSize(size) {
+    if (this.size === size) return;
+    this.size = size;
+    if (this.ground) this.scene.remove(this.ground, this.grid);
+    this.ground = new THREE.Mesh(
+      new THREE.PlaneGeometry(size, size),
+      new THREE.MeshStandardMaterial({ color: "#2b3541", roughness: 0.95 }),
+    );
+    this.ground.rotation.x = -Math.PI / 2;
+    this.grid = new THREE.GridHelper(size, size, "#4d5d70", "#38444f");
+    this.grid.position.y = 0.002;
+    this.scene.add(this.ground, this.grid);
+    this.camera.position.set(0, size * 0.78, size * 0.66);
+    this.camera.lookAt(0, 0, size * 0.05);
+  }
+
+  resize() {
+    const w = window.innerWidth;
+    const h = window.innerHeight;
+    this.renderer.setSize(w, h, false);
+    this.camera.aspect = w / h;
+    // Keep the whole plane in view on narrow windows too.
+    this.camera.fov = w / h < 1.2 ? 45 * (1.2 / (w / h)) ** 0.8 : 45;
+    this.camera.updateProjectionMatrix();
+  }
+
+  /**
+   * Make the meshes match `view` (Map id -> entity with pos and color).
+   * `ui` = {you, avatarId, names: owner -> name, selected: Set, hovered: id}.
+   */
+  sync(view, ui) {
+    for (const [id, rec] of this.entities) {
+      if (!view.has(id)) {
+        this.scene.remove(rec.group);
+        rec.material.dispose();
+        rec.label?.material.map.dispose();
+        rec.label?.material.dispose();
+        this.entities.delete(id);
+      }
+    }
+    this.ownRing.visible = false;
+    for (const [id, e] of view) {
+      const kind = e.kind === "avatar" ? "avatar" : "cube";
+      let rec = this.entities.get(id);
+      if (!rec || rec.kind !== kind) {
+        if (rec) this.scene.remove(rec.group);
+        rec = this._create(id, kind);
+      }
+      const [x, , z] = e.pos;
+      const half = (kind === "avatar" ? AVATAR_SIZE : CUBE_SIZE) / 2;
+      rec.group.position.set(x, half, z);
+      if (rec.colorHex !== e.color) {
+        rec.colorHex = e.color;
+        rec.color = new THREE.Color(e.color || "#cccccc");
+      }
+      rec.material.color.copy(rec.color);
+      if (ui.hovered === id) rec.material.color.lerp(WHITE, HOVER_MIX);
+      rec.outline.visible = ui.selected.has(id) || (rec.flashUntil ?? 0) > performance.now();
+      if (kind === "avatar") {
+        const name = ui.names[e.owner] ?? e.owner;
+        if (!rec.label || rec.label.userData.text !== name) {
+          if (rec.label) rec.group.remove(rec.label);
+          rec.label = labelSprite(name);
+          rec.group.add(rec.label);
+        }
+        if (id === ui.avatarId) {
+          this.ownRing.visible = true;
+          this.ownRing.position.set(x, 0.01, z);
+        }
+      }
+    }
+  }
+
+  _create(id, kind) {
+    const material = new THREE.MeshStandardMaterial({ color: "#cccccc", roughness: 0.6 });
+    const body = new THREE.Mesh(this.boxes[kind], material);
+    body.userData.entityId = id;
+    const outline = new THREE.LineSegments(this.edges[kind], new THREE.LineBasicMaterial({ color: "#ffffff" }));
+    outline.visible = false;
+    const group = new THREE.Group();
+    group.add(body, outline);
+    this.scene.add(group);
+    const rec = { id, kind, group, body, material, outline, label: null, colorHex: null, color: null };
+    this.entities.set(id, rec);
+    return rec;
+  }
+
+  /** Outline an entity for a moment (a tag hit). */
+  flash(id, ms = 600) {
+    const rec = this.entities.get(id);
+    if (rec) rec.flashUntil = performance.now() + ms;
+  }
+
+  showMarker(x, z, color) {
+    this.marker.position.set(x, 0.02, z);
+    this.marker.material.color.set(color || "#ffffff");
+    this.marker.visible = true;
+    this.markerSince = performance.now();
+    this.markerTarget = [x, z];
+  }
+
+  hideMarker() {
+    this.marker.visible = false;
+    this.markerTarget = null;
+  }
+
+  render() {
+    if (this.marker.visible) {
+      const age = (performance.now() - this.markerSince) / 1000;
+      const s = 1 + 0.15 * Math.sin(age * 6);
+      this.marker.scale.set(s, s, s);
+    }
+    this.renderer.render(this.scene, this.camera);
+  }
+
+  _ndc(clientX, clientY) {
+    const r = this.canvas.getBoundingClientRect();
+    return new THREE.Vector2(((clientX - r.left) / r.width) * 2 - 1, -((clientY - r.top) / r.height) * 2 + 1);
+  }
+
+  /** The entity under a screen point: its id, or null. */
+  pick(clientX, clientY) {
+    this.raycaster.setFromCamera(this._ndc(clientX, clientY), this.camera);
+    const bodies = [...this.entities.values()].map((r) => r.body);
+    const hit = this.raycaster.intersectObjects(bodies, false)[0];
+    return hit ? hit.object.userData.entityId : null;
+  }
+
+  /** The ground point [x, z] under a screen point (clamped to the plane), or null. */
+  groundPoint(clientX, clientY) {
+    this.raycaster.setFromCamera(this._ndc(clientX, clientY), this.camera);
+    const hit = this.raycaster.intersectObject(this.ground, false)[0];
+    if (!hit) return null;
+    const half = this.size / 2;
+    const clamp = (v) => Math.max(-half, Math.min(half, Math.round(v * 100) / 100));
+    return [clamp(hit.point.x), clamp(hit.point.z)];
+  }
+
+  /** Screen (CSS pixel, viewport) position of a world point [x, y, z]. */
+  project(x, y, z) {
+    const v = new THREE.Vector3(x, y, z).project(this.camera);
+    const r = this.canvas.getBoundingClientRect();
+    return { x: r.left + ((v.x + 1) / 2) * r.width, y: r.top + ((1 - v.y) / 2) * r.height };
+  }
+
+  /** Where an entity is drawn: {x, y} on screen (its centre) and pos [x, y, z], or null. */
+  drawn(id) {
+    const rec = this.entities.get(String(id));
+    if (!rec) return null;
+    const p = rec.group.position;
+    return { ...this.project(p.x, p.y, p.z), pos: [p.x, p.y, p.z] };
+  }
+}
