@@ -798,3 +798,23 @@ def test_batched_audit_accepts_real_moves(h):
         a.send({"t": "move", "seq": seq, "dt": 50, "dir": [1, 0.3]})
         h.tick()
     assert of(a.received(), "correct") == []
+
+
+def test_send_rate_below_tick_rate(txaio_clock):
+    """With 60 simulation ticks and 20 state ticks a second, deltas come 20 times a second."""
+    h = make(Config(port=0, tick_rate=60, send_rate=20))
+    a = h.join()
+    assert a.welcome["rate"] == 20
+    a.send({"t": "spawn", "seq": 1, "at": [0, 0]})
+    h.tick(3)                           # three simulation ticks make one state tick
+    cid = None
+    for m in a.received():
+        for k, e in m.get("patch", {}).get("entities", {}).items() if m["t"] == "delta" else ():
+            if e.get("kind") == "cube":
+                cid = k
+    a.send({"t": "order", "seq": 2, "ids": [cid], "to": [15, 0]})
+    h.tick(60)                          # one second of simulation
+    deltas = of(a.received(), "delta")
+    assert len(deltas) == 20 and [d["tick"] for d in deltas] == list(range(deltas[0]["tick"], deltas[0]["tick"] + 20))
+    pos = [d["patch"]["entities"][cid]["pos"][0] for d in deltas if cid in d["patch"].get("entities", {})]
+    assert pos[-1] == pytest.approx(5.0, abs=0.1)     # 5 units/s for about a second
