@@ -16,6 +16,7 @@ import random
 import sys
 import time
 
+from autobahn.exception import Disconnected
 from twisted.internet import defer
 
 from arbiter.client import open_socket
@@ -165,8 +166,10 @@ class LockstepBot:
         self.reactor.callLater(at - now, self._deliver, packet)
 
     def _deliver(self, packet):
-        if self.client.close_code is None:
+        try:
             self.client.send(packet)
+        except Disconnected:
+            pass                 # the connection dropped while the packet was "in flight"
 
 
 # -- a command-line run against a server ---------------------------------------------
