@@ -73,6 +73,21 @@ class ProcSampler:
         return None
 
 
+def cpu_times():
+    """{cpu name: (busy, total)} jiffies from /proc/stat, or {} where there is none."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3:4].isdigit():
+                    name, *v = line.split()
+                    v = [int(x) for x in v[:8]]
+                    out[name] = (sum(v) - v[3] - v[4], sum(v))
+    except OSError:
+        pass
+    return out
+
+
 class Bot(ArbiterClient):
     """One simulated player: the client's mirror, plus order timing and counters."""
 
@@ -86,6 +101,10 @@ class Bot(ArbiterClient):
         self.window_updates = 0
         self.orders_loop = None
         self.msgs_in = 0
+
+    def send(self, msg):
+        payload, binary = wire.encode(msg, self.encoding)
+        self.proto.send_fast(payload, binary)
 
     def _on_message(self, msg):
         self.msgs_in += 1
@@ -223,7 +242,7 @@ class LoadTest:
         bot = Bot(self, i, self.reactor)
         self.bots.append(bot)
         try:
-            yield _open(bot, self.o.url, self.encoding)
+            yield _open(bot, self.o.url, self.encoding, fast=not self.o.autobahn_framing)
             extra = {"sync": self.o.sync} if self.o.sync != "state" else {}
             bot.hello(name="bot-%d" % i, room=room, **extra)
             yield bot.wait_for(lambda c: c.joined or c.errors, timeout=self.o.join_timeout)
@@ -259,6 +278,7 @@ class LoadTest:
             "msgs": sum(len_msgs(b) for b in live),
             "orders": self.orders_sent,
             "lag": len(self._lag),
+            "cpus": cpu_times(),
         }
 
     def _figures(self, a, b, live):
@@ -292,6 +312,15 @@ class LoadTest:
             "rejects": dict(self.rejects),
             "errors": dict(self.errors),
         }
+        # how busy each CPU was, and with work that was neither the server's nor ours
+        # (this machine may be shared: such runs do not compare)
+        clk = self.me.clk
+        for name in sorted(b["cpus"]):
+            if name in a["cpus"]:
+                busy = (b["cpus"][name][0] - a["cpus"][name][0]) / clk / wall
+                f["%s_busy" % name] = round(busy, 3)
+        if "cpu0_busy" in f and "cpu1_busy" in f and f["cpu"] is not None:
+            f["other_cpu"] = round(f["cpu0_busy"] + f["cpu1_busy"] - f["cpu"] - f["loadgen_cpu"], 3)
         f["loadgen_bound"] = bool(f["loadgen_cpu"] >= 0.9 or (f["loadgen_lag_p99_ms"] or 0) > 50
                                   or f["orders_per_s"] < 0.95 * f["orders_target_per_s"])
         return f
@@ -343,13 +372,98 @@ def _r(v):
     return None if v is None else round(v, 2)
 
 
-def _open(client, url, encoding):
+def masked_frame(opcode, payload, _urandom=os.urandom):
+    """A client's WebSocket frame (RFC 6455 5.2): FIN, ``opcode``, masked ``payload``."""
+    n = len(payload)
+    key = _urandom(4)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    if n:
+        mask = (key * (n // 4 + 1))[:n]
+        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+    return head + key + payload
+
+
+class BotProtocol(ArbiterClientProtocol):
+    """ArbiterClientProtocol with the framing of the busy paths done in-line.
+
+    Once open, complete unfragmented text/binary frames from the server go
+    straight to ``onMessage`` and pings are answered with a pong; inputs go out
+    as one masked frame each. Anything else (close, fragments, extensions) hands
+    the rest of the stream to Autobahn for good. This is only the framing (RFC
+    6455); decoding and the state mirror are ArbiterClient's. It exists because
+    Autobahn's per-frame Python work made the load generator, not the server,
+    the bottleneck (docs/LOADTEST.md); ``--autobahn-framing`` turns it off.
+    """
+
+    fast = True
+
+    def onOpen(self):
+        self._rest = b""
+        self.fast = self.fast and self._perMessageCompress is None
+        super().onOpen()
+
+    def dataReceived(self, data):
+        if not self.fast or self.state != self.STATE_OPEN:
+            return super().dataReceived(data)
+        buf = self._rest + data if self._rest else data
+        n = len(buf)
+        i = 0
+        while n - i >= 2:
+            b0 = buf[i]
+            b1 = buf[i + 1]
+            op = b0 & 0x0F
+            if b1 & 0x80 or b0 & 0x70 or not b0 & 0x80 or op not in (1, 2, 9):
+                self.fast = False
+                self._rest = b""
+                return super().dataReceived(buf[i:])
+            ln = b1
+            h = 2
+            if ln == 126:
+                if n - i < 4:
+                    break
+                ln = int.from_bytes(buf[i + 2:i + 4], "big")
+                h = 4
+            elif ln == 127:
+                if n - i < 10:
+                    break
+                ln = int.from_bytes(buf[i + 2:i + 10], "big")
+                h = 10
+            end = i + h + ln
+            if end > n:
+                break
+            payload = buf[i + h:end]
+            i = end
+            if op == 9:
+                self.transport.write(masked_frame(0xA, payload))
+            else:
+                self.onMessage(payload, op == 2)
+                if not self.fast or self.state != self.STATE_OPEN:
+                    self._rest = b""
+                    if i < n:
+                        super().dataReceived(buf[i:])
+                    return
+        self._rest = buf[i:] if i < n else b""
+
+    def send_fast(self, payload, is_binary):
+        if self.fast and self.state == self.STATE_OPEN:
+            self.transport.write(masked_frame(2 if is_binary else 1, payload))
+        else:
+            self.sendMessage(payload, is_binary)
+
+
+def _open(client, url, encoding, fast=True):
     """Like arbiter.client.open_socket, for an existing client object."""
     factory = WebSocketClientFactory(url, protocols=[encoding])
     factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
 
     def build(addr):
-        proto = ArbiterClientProtocol()
+        proto = BotProtocol()
+        proto.fast = fast
         proto.factory = factory
         proto.client = client
         return proto
@@ -396,6 +510,8 @@ def parser():
     p.add_argument("--concurrency", type=int, default=10, help="joins in flight (default 10)")
     p.add_argument("--server-pid", type=int, default=None,
                    help="read this process's CPU (over the window) and RSS from /proc")
+    p.add_argument("--autobahn-framing", action="store_true",
+                   help="let Autobahn frame every message (slower; see docs/LOADTEST.md)")
     p.add_argument("--progress-interval", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress line")

@@ -120,7 +120,8 @@ class TrackedMap(_Tracked, MutableMapping):
         parent = self._parent
         if parent is not None:
             parent._dirty.add(self._key)
-            parent._mark()
+            if not parent._notified:
+                parent._mark()
 
     def _clear_marks(self):
         data = self._data
@@ -273,7 +274,28 @@ def apply_merge_patch(target, patch):
         if v is None:
             target.pop(k, None)
         elif isinstance(v, dict):
-            target[k] = apply_merge_patch(target.get(k), v)
+            # the next two levels inline (a client applies every entity of every delta)
+            t = target.get(k)
+            if not isinstance(t, dict):
+                target[k] = apply_merge_patch(t, v)
+                continue
+            for k2, v2 in v.items():
+                if v2 is None:
+                    t.pop(k2, None)
+                elif isinstance(v2, dict):
+                    t2 = t.get(k2)
+                    if not isinstance(t2, dict):
+                        t[k2] = apply_merge_patch(t2, v2)
+                        continue
+                    for k3, v3 in v2.items():
+                        if v3 is None:
+                            t2.pop(k3, None)
+                        elif isinstance(v3, dict):
+                            t2[k3] = apply_merge_patch(t2.get(k3), v3)
+                        else:
+                            t2[k3] = v3
+                else:
+                    t[k2] = v2
         else:
             target[k] = v
     return target

@@ -1,5 +1,7 @@
 """ArbiterFactory: the registry of PlayerProtocols and the rooms' outbox."""
 
+import struct
+
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
@@ -9,6 +11,27 @@ from protocols import wire
 from protocols.player import PlayerProtocol
 
 log = Logger()
+
+_OPEN = PlayerProtocol.STATE_OPEN
+_pack_header = struct.Struct("!BB").pack
+_pack_header16 = struct.Struct("!BBH").pack
+_pack_header64 = struct.Struct("!BBQ").pack
+
+
+def _write_frame(transport, payload, is_binary):
+    """One unfragmented, unmasked, uncompressed WebSocket frame (RFC 6455 5.2),
+    written to the transport in one call: what Autobahn's ``sendMessage`` puts on
+    the wire for a server, without its per-frame bookkeeping (state frames are
+    the server's hottest path). Twisted buffers it until the reactor writes."""
+    n = len(payload)
+    op = 0x82 if is_binary else 0x81
+    if n < 126:
+        header = _pack_header(op, n)
+    elif n < 65536:
+        header = _pack_header16(op, 126, n)
+    else:
+        header = _pack_header64(op, 127, n)
+    transport.write(header + payload)
 
 
 class ArbiterFactory(WebSocketServerFactory):
@@ -98,9 +121,16 @@ class ArbiterFactory(WebSocketServerFactory):
                 proto.sendPreparedMessage(frame[0])
 
     def send_state(self, room, tick, patch):
-        bodies = {}
+        """This tick's state message to every player of ``room``.
+
+        The body is encoded once per (kind, encoding, sync view); each player's
+        frame is that body with its own ``ack`` spliced in, written straight to
+        the transport as one unmasked WebSocket frame (see ``_write_frame``)."""
+        parts = {}
+        players = self.players
+        sent = 0
         for player in room.players.values():
-            proto = self.players.get(player.id)
+            proto = players.get(player.id)
             if proto is None or not player.connected:
                 continue
             if proto.congested:
@@ -110,19 +140,43 @@ class ArbiterFactory(WebSocketServerFactory):
                         self.metrics.slow_skips.inc()
                 continue
             if player.needs_snapshot:
-                kind, key = "snapshot", "state"
+                kind = "snapshot"
                 player.needs_snapshot = False
             elif patch or player.ack != player.sent_ack:
-                kind, key = "delta", "patch"
+                kind = "delta"
             else:
                 continue
             enc = proto.encoding
-            body = bodies.get((kind, enc))
-            if body is None:
-                src = room.state.snapshot() if kind == "snapshot" else patch
-                body = bodies[(kind, enc)] = wire.encode_patch(src, enc)
-            proto.send_payload(*wire.state_frame(kind, tick, player.ack, body, enc, key))
-            player.sent_ack = player.ack
+            view = player.sync
+            k = (kind, enc, view)
+            frame = parts.get(k)
+            if frame is None:
+                frame = parts[k] = self._state_parts(room, tick, patch, kind, enc, view)
+            ack = player.ack
+            payload = frame[0] + wire.ack_bytes(ack, enc) + frame[1]
+            if proto.state == _OPEN and proto._perMessageCompress is None:
+                _write_frame(proto.transport, payload, frame[2])
+                sent += len(payload)
+            else:
+                proto.send_payload(payload, frame[2])
+            player.sent_ack = ack
+        if sent and self.metrics is not None:
+            self.metrics.bytes_out.inc(sent)
+
+    @staticmethod
+    def _state_parts(room, tick, patch, kind, enc, view):
+        """(head, tail, is_binary) of this tick's ``kind`` message for one encoding and view."""
+        key = "state" if kind == "snapshot" else "patch"
+        src = room.state.snapshot() if kind == "snapshot" else patch
+        float32 = False
+        if view == "intent":
+            intent_view = getattr(room.game, "intent_view", None)
+            if intent_view is not None:
+                src = intent_view(kind, src, tick)
+                float32 = True      # docs/EXTENSIONS.md: intent clients get float32 in msgpack
+        body = wire.encode_patch(src, enc, float32=float32)
+        head, tail = wire.state_frame_parts(kind, tick, body, enc, key)
+        return head, tail, enc == wire.MSGPACK
 
     def close(self, player, code, reason):
         proto = self.players.pop(player.id, None)

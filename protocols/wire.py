@@ -266,12 +266,26 @@ def parse(payload, is_binary, encoding):
     return obj
 
 
-def _no_nan(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        raise _bad("numbers must be finite, got %r" % (v,))
-    if isinstance(v, (list, tuple)):
+def _no_nan(v, _finite=math.isfinite):
+    tv = type(v)
+    if tv is float:
+        if not _finite(v):
+            raise _bad("numbers must be finite, got %r" % (v,))
+    elif tv is list:
         for x in v:
-            _no_nan(x)
+            tx = type(x)
+            if tx is float:
+                if not _finite(x):
+                    raise _bad("numbers must be finite, got %r" % (x,))
+            elif tx is not int and tx is not str:
+                _no_nan(x)
+    elif isinstance(v, float) or isinstance(v, (list, tuple)):
+        if isinstance(v, float):
+            if not _finite(v):
+                raise _bad("numbers must be finite, got %r" % (v,))
+        else:
+            for x in v:
+                _no_nan(x)
 
 
 def classify(payload, is_binary, encoding):
@@ -337,6 +351,23 @@ def state_frame(kind, tick, ack, body, encoding, key="patch"):
             + body + b"}"), False
 
 
+def state_frame_parts(kind, tick, body, encoding, key="patch"):
+    """``state_frame`` in two pieces around the ``ack`` value: for every player,
+    ``head + ack_bytes(ack, encoding) + tail`` is that player's frame payload."""
+    if encoding == MSGPACK:
+        return (b"\x84\xa1t" + msgpack.packb(kind) + b"\xa4tick" + msgpack.packb(tick) + b"\xa3ack",
+                msgpack.packb(key) + body)
+    return (b'{"t":"%s","tick":%d,"ack":' % (kind.encode(), tick),
+            b',"%s":' % key.encode() + body + b"}")
+
+
+def ack_bytes(ack, encoding, _pack=msgpack.packb):
+    """The encoded ``ack`` value that goes between ``state_frame_parts``."""
+    if encoding == MSGPACK:
+        return _pack(ack)
+    return b"%d" % ack
+
+
 def decode_server(payload, is_binary):
     """Decode a server message (for clients and tests)."""
     if is_binary:
@@ -346,6 +377,6 @@ def decode_server(payload, is_binary):
 
 __all__ = [
     "JSON", "MSGPACK", "SUBPROTOCOLS", "WireError", "Message", "classify", "decode", "validate",
-    "encode", "encode_patch", "state_frame", "decode_server", "register_extension",
+    "encode", "encode_patch", "state_frame", "state_frame_parts", "ack_bytes", "decode_server", "register_extension",
     "INPUT_TYPES", "entity_id",
 ]

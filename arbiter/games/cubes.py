@@ -2,6 +2,7 @@
 ``tag`` with lag compensation, and an example authority rule.
 """
 
+import math
 from collections import deque
 
 from arbiter.games.base import Game
@@ -177,15 +178,33 @@ class CubeGame(Game):
         return None
 
     # -- simulation -----------------------------------------------------------
-    def step(self, dt):
+    def step(self, dt, _sqrt=math.sqrt, _floor=math.floor):
+        # arbiter.movement.step_toward and round2, inlined (the same float
+        # operations in the same order: this loop runs for every moving cube on
+        # every tick)
         dist = self.world.speed * dt
         arrived = []
         for cube in self.moving.values():
             tx, tz = cube.to
-            cube.x, cube.z, done = step_toward(cube.x, cube.z, tx, tz, dist)
-            cube.node["pos"] = [round2(cube.x), Y, round2(cube.z)]
-            if done:
+            x = cube.x
+            z = cube.z
+            ddx = tx - x
+            ddz = tz - z
+            remaining = _sqrt(ddx * ddx + ddz * ddz)
+            if remaining <= dist or remaining == 0:
+                x = tx
+                z = tz
                 arrived.append(cube)
+            else:
+                f = dist / remaining
+                x = x + ddx * f
+                z = z + ddz * f
+            cube.x = x
+            cube.z = z
+            cube.node["pos"] = [
+                _floor(x * 100 + 0.5) / 100 if x >= 0 else -(_floor(-x * 100 + 0.5) / 100),
+                Y,
+                _floor(z * 100 + 0.5) / 100 if z >= 0 else -(_floor(-z * 100 + 0.5) / 100)]
         for cube in arrived:
             cube.to = None
             del cube.node["to"]
