@@ -276,7 +276,7 @@ class LockstepRoom:
         present = self.lobby.present()
         for p in list(self.players.values()):       # absent players leave the lobby
             if not p.is_spectator and not p.connected:
-                self._remove(p)
+                self.players.pop(p.id, None)
         self.order = [p.id for p in present]
         self.active = set(self.order)
         self.start_config = dict(self.lobby.config)

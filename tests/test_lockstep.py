@@ -313,3 +313,26 @@ def test_end_closes_everyone_and_refuses_new_joins():
         room.join("z")
     assert e.value.code == "room_ended"
     assert clock.getDelayedCalls() == []
+
+
+def test_a_player_away_at_the_start_is_left_out_of_the_game():
+    """Two ready, one disconnected in setup: the game starts once, with the two present."""
+    room, out, clock, (a, b, c) = make_room(3)
+    room.lobby.min_players = 2
+    send(room, a, "ready", ready=True)
+    send(room, b, "ready", ready=True)
+    room.disconnect(c)
+    assert room.phase == "running"
+    starts = of(out, a.id, "start")
+    assert len(starts) == 1 and starts[0]["players"] == [a.id, b.id]
+    assert c.id not in room.players
+
+
+def test_a_setup_player_away_longer_than_grace_leaves_the_lobby():
+    """In setup a disconnected player is shown connected false, then removed after the grace."""
+    room, out, clock, (a, b) = make_room(2)
+    room.disconnect(b)
+    assert of(out, a.id, "setup")[-1]["players"][b.id]["connected"] is False
+    clock.advance(31)
+    room.run_tick(clock.seconds(), 0.05)
+    assert b.id not in of(out, a.id, "setup")[-1]["players"]
