@@ -18,13 +18,27 @@ PALETTE = [
 Y = 0.5
 
 
+def extrapolate(entity, tick, rate, speed):
+    """(x, z) of a cube at state tick ``tick`` as a ``sync: "intent"`` client
+    computes it from its mirror: from ``pos`` at ``since`` toward ``to`` at
+    ``speed`` units/s, ``rate`` ticks a second (docs/EXTENSIONS.md)."""
+    pos = entity["pos"]
+    to = entity.get("to")
+    since = entity.get("since")
+    if to is None or since is None:
+        return pos[0], pos[2]
+    x, z, _ = step_toward(pos[0], pos[2], to[0], to[1], speed * max(0, tick - since) / rate)
+    return round2(x), round2(z)
+
+
 class Cube:
     """The server's own exact record of a cube; the state map holds rounded copies."""
 
-    __slots__ = ("id", "owner", "x", "z", "to", "node")
+    __slots__ = ("id", "key", "owner", "x", "z", "to", "node")
 
     def __init__(self, id, owner, x, z, node):
         self.id = id
+        self.key = str(id)
         self.owner = owner
         self.x = x
         self.z = z
@@ -40,6 +54,8 @@ class CubeGame(Game):
         self.entities = self.state["entities"]
         self.cubes = {}          # id -> Cube
         self.moving = {}         # id -> Cube with a target
+        self.by_key = {}         # str(id) -> Cube (state map keys)
+        self.retargeted = {}     # str(id) -> room.tick when its last order was applied
         self.avatars = {}        # player id -> avatar entity id
         self.avatar_owner = {}   # avatar entity id -> player id
         self.budgets = {}        # player id -> MovementBudget
@@ -122,7 +138,8 @@ class CubeGame(Game):
         eid = self.room.new_entity_id()
         self.entities[str(eid)] = {"kind": "cube", "owner": player.id, "pos": [x, Y, z],
                                    "color": self.colors.get(player.id, PALETTE[0])}
-        self.cubes[eid] = Cube(eid, player.id, x, z, self.entities[str(eid)])
+        cube = self.cubes[eid] = Cube(eid, player.id, x, z, self.entities[str(eid)])
+        self.by_key[cube.key] = cube
         return None
 
     def _delete(self, player, msg):
@@ -135,6 +152,8 @@ class CubeGame(Game):
     def _remove_cube(self, cube):
         self.cubes.pop(cube.id, None)
         self.moving.pop(cube.id, None)
+        self.by_key.pop(cube.key, None)
+        self.retargeted.pop(cube.key, None)
         del self.entities[str(cube.id)]
 
     def _order(self, player, msg):
@@ -148,10 +167,12 @@ class CubeGame(Game):
         if not self._in_plane(to):
             return Reject(wire.OUT_OF_BOUNDS, "target %r is outside the plane" % (to,))
         to = [round2(to[0]), round2(to[1])]
+        tick = self.room.tick
         for cube in cubes:
             cube.to = to
             cube.node["to"] = to
             self.moving[cube.id] = cube
+            self.retargeted[cube.key] = tick
         return None
 
     def _tag(self, player, msg):
@@ -278,6 +299,50 @@ class CubeGame(Game):
         out = list(self.pending_corrections.values())
         self.pending_corrections.clear()
         return out
+
+    # -- the "intent" sync view (docs/EXTENSIONS.md) ---------------------------------
+    def intent_view(self, kind, src, tick):
+        """``src`` (this tick's snapshot or delta patch) for ``sync: "intent"`` clients.
+
+        A moving cube is sent only when its motion changes: with ``pos`` as of
+        ``tick``, ``to`` and ``since: tick``; the client moves it from there
+        toward ``to`` at ``world.speed``. Its other per-tick ``pos`` changes are
+        left out. When it stops, ``to`` and ``since`` go ``null`` with the final
+        ``pos``, as for every client. Everything else is as in ``src``."""
+        ents = src.get("entities")
+        if not ents:
+            return src
+        by_key = self.by_key
+        out = {}
+        if kind == "snapshot":
+            for k, e in ents.items():
+                cube = by_key.get(k)
+                if cube is not None and cube.to is not None:
+                    e = dict(e)
+                    e["since"] = tick
+                out[k] = e
+        else:
+            ordered_at = tick - 1           # room.tick while this tick's inputs ran
+            retargeted = self.retargeted
+            for k, e in ents.items():
+                cube = by_key.get(k) if e is not None else None
+                if cube is None:
+                    out[k] = e
+                    continue
+                if cube.to is not None:
+                    if retargeted.get(k) != ordered_at and len(e) == 1 and "pos" in e:
+                        continue            # the client extrapolates it
+                    e = dict(e)
+                    e["pos"] = cube.node["pos"]
+                    e["to"] = cube.to
+                    e["since"] = tick
+                elif "to" in e:
+                    e = dict(e)
+                    e["since"] = None
+                out[k] = e
+        view = dict(src)
+        view["entities"] = out
+        return view
 
     def on_state_tick(self, tick):
         positions = {}
