@@ -226,6 +226,8 @@ class RealtimeRoom:
         """Queue a validated numbered input for the next tick; returns how many are queued."""
         self.queue.append((player, msg))
         player.queued += 1
+        if self.metrics is not None:
+            self.metrics.inputs.inc()
         return player.queued
 
     def request_snapshot(self, player):
