@@ -5,7 +5,7 @@ bots (arbiter.lockstep_bots); with the same seed, config and master packets
 both reach the same checksum every turn. Everything is 32-bit integer
 arithmetic so that Python and JavaScript agree bit for bit.
 
-Each player steers a dot on a wrapping ``size`` x ``size`` grid (default 64)
+Each player steers a dot on a wrapping ``size`` x ``size`` grid (default 64, 8-1024)
 by setting its velocity; dots that pass over a coin score and the coin jumps
 to a new place drawn from the game's own PRNG (xorshift32, seeded from the
 room's seed). Commands: ``["v", dx, dy]`` with dx, dy integers in [-2, 2].
@@ -13,6 +13,23 @@ Anything else is ignored, the same way on every client.
 """
 
 MASK = 0xFFFFFFFF
+
+
+def as_int(v):
+    """``v`` as an int if it is an integral number (JSON 2.0 counts: JS cannot tell), else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if isinstance(v, float):
+        if not v.is_integer():
+            return None
+        v = int(v)
+    return v
+
+
+def int_option(config, key, default, lo, hi):
+    """An integer setting from the setup config, ``default`` if it is not one, clamped."""
+    v = as_int(config.get(key, default))
+    return default if v is None else max(lo, min(hi, v))
 
 
 def xorshift32(x):
@@ -38,8 +55,8 @@ class DemoGame:
 
     def __init__(self, seed, players, config=None):
         config = config or {}
-        self.size = int(config.get("size", 64))
-        self.coins_n = int(config.get("coins", 5))
+        self.size = int_option(config, "size", 64, 8, 1024)
+        self.coins_n = int_option(config, "coins", 5, 0, 64)
         self.rng = (int(seed) & MASK) or 0x9E3779B9
         self.turn = 0
         self.frame = 0
@@ -58,11 +75,12 @@ class DemoGame:
 
     def apply(self, pid, cmd):
         unit = self.units.get(pid)
-        if (unit is None or not isinstance(cmd, list) or len(cmd) != 3 or cmd[0] != "v"
-                or not all(isinstance(c, int) and not isinstance(c, bool) and -2 <= c <= 2
-                           for c in cmd[1:])):
+        if unit is None or not isinstance(cmd, list) or len(cmd) != 3 or cmd[0] != "v":
             return
-        unit[2], unit[3] = cmd[1], cmd[2]
+        dx, dy = as_int(cmd[1]), as_int(cmd[2])
+        if dx is None or dy is None or not (-2 <= dx <= 2 and -2 <= dy <= 2):
+            return
+        unit[2], unit[3] = dx, dy
 
     def step(self):
         self.frame += 1
@@ -86,7 +104,7 @@ class DemoGame:
         for pid in self.players:
             for cmd in cmds.get(pid, ()):
                 self.apply(pid, cmd)
-        for _ in range(max(1, int(master.get("frames", 1)))):
+        for _ in range(max(1, as_int(master.get("frames", 1)) or 1)):
             self.step()
         self.turn = master["turn"]
 
