@@ -33,6 +33,7 @@ const hook = {
   drawnIds: (kind) => [...(view?.entities.values() ?? [])].filter((r) => !kind || r.kind === kind).map((r) => r.id),
   ownCubes: () => ownCubeIds(),
   marker: () => (view?.marker.visible ? view.markerTarget : null),
+  cameraSettled: () => !!view?.settled,
 };
 window.arbiterDemo = hook;
 
@@ -43,6 +44,7 @@ let hovered = null;
 let pointer = null; // last pointer position {x, y}
 let drag = null; // {x0, y0, x1, y1, shift, active}
 const held = new Set();
+let cameraPlaced = false;
 
 function cleanName(s) {
   // 1-32 code points, no control characters (PROTOCOL.md).
@@ -154,6 +156,14 @@ function setupPointer(canvas) {
     }
   });
   canvas.addEventListener("pointerleave", () => (pointer = null));
+  canvas.addEventListener(
+    "wheel",
+    (ev) => {
+      ev.preventDefault();
+      view.zoomBy(Math.exp(ev.deltaY * 0.001));
+    },
+    { passive: false },
+  );
   canvas.addEventListener("pointerdown", (ev) => {
     document.activeElement?.blur?.(); // back to the game: the keys drive the avatar again
     if (ev.button === 0) {
@@ -336,6 +346,11 @@ function frame() {
   for (const id of [...selected]) if (!isOwnCube(id)) selected.delete(id);
   if (client.world) view.setWorldSize(client.world.size);
   const entities = client.view(t);
+  const me = client.avatarId !== null ? entities.get(client.avatarId) : null;
+  if (me) {
+    view.follow(me.pos[0], me.pos[2], cameraPlaced ? 0.12 : 1);
+    cameraPlaced = true;
+  }
   hovered = pointer ? view.pick(pointer.x, pointer.y) : null;
   view.canvas.style.cursor = hovered && (isOwnCube(hovered) || isOtherAvatar(hovered)) ? "pointer" : "crosshair";
   const names = {};
@@ -377,6 +392,7 @@ async function main() {
     else showBanner(null);
   });
   client.on("welcome", (msg) => {
+    cameraPlaced = false;
     log(`joined room ${msg.room} as ${msg.name} (${msg.you})`);
     updateButtons();
   });

@@ -8,6 +8,21 @@ const AVATAR_SIZE = 1;
 const CUBE_SIZE = 0.7;
 const HOVER_MIX = 0.45;
 const WHITE = new THREE.Color("#ffffff");
+const CAMERA_OFFSET = new THREE.Vector3(0, 20, 15); // from the point in focus, at zoom 1
+
+/** True on a software rasteriser (SwiftShader, llvmpipe), where multisampling costs a frame rate. */
+function isSoftwareGL() {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl2");
+    if (!gl) return false;
+    const info = gl.getExtension("WEBGL_debug_renderer_info");
+    const name = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+    gl.getExtension("WEBGL_lose_context")?.loseContext();
+    return /swiftshader|llvmpipe|software/i.test(String(name));
+  } catch {
+    return false;
+  }
+}
 
 function labelSprite(text) {
   const canvas = document.createElement("canvas");
@@ -35,7 +50,7 @@ function labelSprite(text) {
 export class WorldView {
   constructor(canvas) {
     this.canvas = canvas;
-    this.renderer = new THREE.WebGLRenderer({ canvas, antialias: true });
+    this.renderer = new THREE.WebGLRenderer({ canvas, antialias: !isSoftwareGL() });
     this.renderer.setPixelRatio(Math.min(2, window.devicePixelRatio || 1));
     this.scene = new THREE.Scene();
     this.scene.background = new THREE.Color("#11161d");
@@ -91,8 +106,39 @@ export class WorldView {
     this.grid = new THREE.GridHelper(size, size, "#4d5d70", "#38444f");
     this.grid.position.y = 0.002;
     this.scene.add(this.ground, this.grid);
-    this.camera.position.set(0, size * 0.78, size * 0.66);
-    this.camera.lookAt(0, 0, size * 0.05);
+    this.focus = this.focus ?? new THREE.Vector3();
+    this.zoom = this.zoom ?? 1;
+    this._placeCamera();
+  }
+
+  /** Zoom in (< 1) or out (> 1), between close-up and the whole plane. */
+  zoomBy(factor) {
+    this.zoom = Math.max(0.45, Math.min(this.maxZoom(), this.zoom * factor));
+    this._placeCamera();
+  }
+
+  /** The zoom at which the whole plane is in view. */
+  maxZoom() {
+    return (this.size * 0.95) / CAMERA_OFFSET.y;
+  }
+
+  /** Keep (x, z) (your avatar) in view; the camera eases toward it. */
+  follow(x, z, ease = 0.12) {
+    const half = this.size / 2;
+    // The closer the zoom, the more the camera may wander toward the edges.
+    const room = half * Math.max(0, 1 - this.zoom / this.maxZoom());
+    const tx = Math.max(-room, Math.min(room, x));
+    const tz = Math.max(-room, Math.min(room, z));
+    this.focus.x += (tx - this.focus.x) * ease;
+    this.focus.z += (tz - this.focus.z) * ease;
+    this.settled = Math.abs(tx - this.focus.x) < 0.005 && Math.abs(tz - this.focus.z) < 0.005;
+    this._placeCamera();
+  }
+
+  _placeCamera() {
+    const o = CAMERA_OFFSET;
+    this.camera.position.set(this.focus.x + o.x * this.zoom, o.y * this.zoom, this.focus.z + o.z * this.zoom);
+    this.camera.lookAt(this.focus.x, 0, this.focus.z + 1.5 * this.zoom);
   }
 
   resize() {
