@@ -1,0 +1,252 @@
+// The lockstep demo page (/lockstep.html): lobby over the HTTP API, setup
+// (config + ready), then the demo game drawn on a 2D canvas.
+//
+// URL parameters: room, name, key (API key), auto=1 (create the room if it is
+// missing, join it and mark ready: used by the browser test), min (min players
+// for auto-created rooms), turn_ms.
+
+import { Connection } from "./arbiter-client.js";
+import { LockstepClient } from "./lockstep-client.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const COLORS = ["#4fc3f7", "#ff8a65", "#aed581", "#ba68c8", "#ffd54f", "#4db6ac", "#f06292", "#90a4ae"];
+
+let conn = null;
+let client = null;
+let fps = 60;
+
+function log(text) {
+  const li = document.createElement("li");
+  li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
+  $("log").prepend(li);
+  while ($("log").children.length > 40) $("log").lastChild.remove();
+}
+
+function showError(text) {
+  $("error").textContent = text || "";
+}
+
+function apiHeaders() {
+  const headers = { "Content-Type": "application/json" };
+  const key = $("api-key").value;
+  if (key) headers.Authorization = `Bearer ${key}`;
+  return headers;
+}
+
+async function api(method, path, body) {
+  const resp = await fetch(path, {
+    method,
+    headers: apiHeaders(),
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await resp.json();
+  if (!resp.ok) throw Object.assign(new Error(`${data.error}: ${data.message}`), { status: resp.status, data });
+  return data;
+}
+
+// -- lobby ----------------------------------------------------------------------
+async function refreshRooms() {
+  try {
+    const { rooms } = await api("GET", "/api/rooms");
+    const ul = $("rooms");
+    ul.replaceChildren();
+    for (const r of rooms) {
+      const li = document.createElement("li");
+      li.textContent = `${r.id} · ${r.mode} · ${r.phase} · ${r.players}/${r.max_players}` +
+        (r.spectators ? ` +${r.spectators} watching` : "");
+      li.addEventListener("click", () => ($("room").value = r.id));
+      ul.append(li);
+    }
+    if (!rooms.length) ul.textContent = "no rooms yet";
+  } catch (err) {
+    showError(err.message);
+  }
+}
+
+async function createRoom(id, minPlayers, turnMs) {
+  const body = { mode: "lockstep", min_players: minPlayers, turn_ms: turnMs };
+  if (id) body.id = id;
+  const room = await api("POST", "/api/rooms", body);
+  log(`created room ${room.id}`);
+  $("room").value = room.id;
+  await refreshRooms();
+  return room;
+}
+
+async function join(roomId, name) {
+  showError("");
+  if (conn) conn.close();
+  const body = name ? { name } : {};
+  const ticket = await api("POST", `/api/rooms/${encodeURIComponent(roomId)}/join`, body);
+  conn = new Connection({ room: roomId, name: ticket.name, pingInterval: 1000 });
+  conn.token = ticket.token; // the join token; welcome replaces it with the reconnect token
+  client = new LockstepClient(conn, { fps: () => fps });
+  window.arbiterLockstep = client; // for the browser test and the curious
+  wire(client, conn);
+  $("s-room").textContent = roomId;
+  await conn.connect();
+  return client;
+}
+
+// -- page <-> client --------------------------------------------------------------
+function wire(client, conn) {
+  conn.on("status", (status) => ($("s-status").textContent = status));
+  conn.on("welcome", (msg) => {
+    $("s-you").textContent = `${msg.name} (${msg.you}, ${msg.role})`;
+    log(`welcome as ${msg.role} in phase ${msg.phase}`);
+  });
+  conn.on("error", (msg) => showError(`${msg.code}: ${msg.msg}`));
+  client.on("phase", (phase, msg) => {
+    const el = $("s-phase");
+    el.textContent = phase;
+    el.className = "phase-" + phase.split(".").pop();
+    const who = msg && msg.waiting ? ` (waiting for ${msg.waiting.join(", ")})` : "";
+    log(`phase ${phase}${who}`);
+    const setup = phase === "setup";
+    $("configure").disabled = !setup;
+    $("ready").disabled = !setup;
+    $("corrupt").disabled = !phase.startsWith("running");
+  });
+  client.on("setup", (msg) => {
+    const ul = $("players");
+    ul.replaceChildren();
+    for (const [pid, p] of Object.entries(msg.players)) {
+      const li = document.createElement("li");
+      li.textContent = `${p.ready ? "✔" : "·"} ${p.name} (${pid})${p.connected ? "" : " – away"}`;
+      ul.append(li);
+    }
+    if (msg.config.size !== undefined) $("cfg-size").value = msg.config.size;
+    if (msg.config.coins !== undefined) $("cfg-coins").value = msg.config.coins;
+    const me = msg.players[conn.you];
+    $("ready").checked = !!(me && me.ready);
+  });
+  client.on("start", (game) => {
+    log(`game on: seed ${client.start.seed}, players ${client.start.players.join(", ")}`);
+    draw(game);
+  });
+  client.on("turn", (game, master) => {
+    $("s-turn").textContent = game.turn;
+    $("s-timing").textContent = `${master.turn_ms} / ${master.frames}`;
+    $("s-sum").textContent = client.checksums.get(game.turn)?.toString(16) ?? "–";
+  });
+  client.on("late", (turn) => {
+    $("s-late").textContent = client.lateTurns;
+    log(`turn ${turn}: your packet was late, your turn was empty`);
+  });
+  client.on("desync", (msg) => {
+    log(`DESYNC at turn ${msg.turn}: ${msg.diverged.join(", ")} diverged`);
+    showError(`desync at turn ${msg.turn}: ${msg.diverged.join(", ")} diverged`);
+  });
+  client.on("reject", (msg) => log(`reject ${msg.code}: ${msg.msg}`));
+  client.on("event", (msg) => {
+    if (msg.kind === "dropped") log(`${msg.player} was dropped at turn ${msg.turn}`);
+  });
+}
+
+// -- drawing ----------------------------------------------------------------------
+function draw(game) {
+  const canvas = $("board");
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#0b0f14";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  if (!game) return;
+  const cell = canvas.width / game.size;
+  ctx.fillStyle = "#ffd54f";
+  for (const [x, y] of game.coins) {
+    ctx.beginPath();
+    ctx.arc((x + 0.5) * cell, (y + 0.5) * cell, Math.max(2, cell * 0.35), 0, Math.PI * 2);
+    ctx.fill();
+  }
+  game.players.forEach((pid, i) => {
+    const unit = game.units.get(pid);
+    if (!unit) return;
+    ctx.fillStyle = COLORS[i % COLORS.length];
+    ctx.fillRect(unit[0] * cell, unit[1] * cell, Math.max(3, cell), Math.max(3, cell));
+    if (pid === client?.you) {
+      ctx.strokeStyle = "#fff";
+      ctx.strokeRect(unit[0] * cell - 1, unit[1] * cell - 1, Math.max(3, cell) + 2, Math.max(3, cell) + 2);
+    }
+    ctx.fillText(`${pid} ${unit[4]}`, 4, 12 + i * 12);
+  });
+}
+
+let frames = 0;
+let lastFpsAt = performance.now();
+function frame(t) {
+  frames++;
+  if (t - lastFpsAt >= 1000) {
+    fps = (frames * 1000) / (t - lastFpsAt);
+    frames = 0;
+    lastFpsAt = t;
+    $("s-fps").textContent = fps.toFixed(0);
+    const rtt = conn?.clock.medianRtt();
+    $("s-ping").textContent = rtt == null ? "–" : `${rtt.toFixed(0)} ms`;
+  }
+  if (client?.game) draw(client.game);
+  requestAnimationFrame(frame);
+}
+
+// -- controls ---------------------------------------------------------------------
+const KEYS = {
+  ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1],
+  a: [-1, 0], d: [1, 0], w: [0, -1], s: [0, 1], " ": [0, 0],
+};
+addEventListener("keydown", (ev) => {
+  if (ev.target instanceof HTMLInputElement) return;
+  const dir = KEYS[ev.key];
+  if (!dir || !client || !client.isPlayer) return;
+  ev.preventDefault();
+  client.command(["v", dir[0], dir[1]]);
+});
+
+$("refresh").addEventListener("click", refreshRooms);
+$("create").addEventListener("click", async () => {
+  try {
+    await createRoom($("new-id").value.trim(), Number($("new-min").value), Number($("new-turn").value));
+  } catch (err) {
+    showError(err.message);
+  }
+});
+$("join").addEventListener("click", async () => {
+  try {
+    await join($("room").value.trim(), $("name").value.trim());
+  } catch (err) {
+    showError(err.message);
+  }
+});
+$("configure").addEventListener("click", () => {
+  client?.configure({ size: Number($("cfg-size").value), coins: Number($("cfg-coins").value) });
+});
+$("ready").addEventListener("change", (ev) => client?.ready(ev.target.checked));
+$("latency").addEventListener("input", (ev) => {
+  const ms = Number(ev.target.value);
+  $("latency-ms").textContent = `${ms} ms`;
+  conn?.setLatency({ send: ms / 2, recv: ms / 2 });
+});
+$("corrupt").addEventListener("click", () => {
+  if (client) client.corruptNext = true;
+});
+
+// -- start ----------------------------------------------------------------------
+async function auto() {
+  const roomId = params.get("room");
+  if (params.get("key")) $("api-key").value = params.get("key");
+  if (roomId) $("room").value = roomId;
+  if (params.get("name")) $("name").value = params.get("name");
+  await refreshRooms();
+  if (params.get("auto") !== "1" || !roomId) return;
+  const { rooms } = await api("GET", "/api/rooms");
+  if (!rooms.some((r) => r.id === roomId)) {
+    try {
+      await createRoom(roomId, Number(params.get("min") ?? 1), Number(params.get("turn_ms") ?? 100));
+    } catch (err) {
+      if (err.status !== 409) throw err; // another page made it meanwhile: fine
+    }
+  }
+  await join(roomId, params.get("name") ?? "");
+  client.ready(true);
+}
+
+requestAnimationFrame(frame);
+auto().catch((err) => showError(err.message));
