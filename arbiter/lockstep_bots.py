@@ -27,7 +27,7 @@ class LockstepBot:
     """One bot: its connection, its copy of the game, its checksums."""
 
     def __init__(self, name, latency=(0.0, 0.0), desync_at=None, fps=1000, reactor=None,
-                 command_every=3):
+                 command_every=3, lose_turns=()):
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
@@ -36,6 +36,7 @@ class LockstepBot:
         self.desync_at = desync_at
         self.fps = fps
         self.command_every = command_every
+        self.lose_turns = set(lose_turns)    # packets for these turns are "lost" (never sent)
         self.rng = random.Random(name)       # deterministic commands and delays
         self.client = None
         self.game = None
@@ -148,7 +149,8 @@ class LockstepBot:
             if check is not None:
                 packet["check"] = list(check)
                 check = None
-            self._send(packet)
+            if self.sent_upto not in self.lose_turns:
+                self._send(packet)
 
     def _commands(self):
         if self.rng.randrange(self.command_every):

@@ -61,3 +61,37 @@ def test_desynced_bot_halts_the_game_at_its_first_divergent_turn(make_server):
     assert room.turn <= 40 + room.input_delay + 1
     room.end("test over")
     assert room.turn == turn_at_halt
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_lost_packet_times_out_into_an_empty_turn_and_its_sender_is_told(make_server):
+    """A bot whose packet for turn 20 is lost: turn 20 closes after the timeout with it late."""
+    server = make_server(Config(port=0))
+    a = LockstepBot("steady")
+    b = LockstepBot("lossy", lose_turns={20})
+    room = yield _start_bots(server, "lossy", [a, b], turn_ms=1, turn_timeout=0.2)
+    yield a.client.wait_message("phase", phase="running.lagging", timeout=10)
+    yield defer.gatherResults([a.wait_turn(40), b.wait_turn(40)])
+    master = [m for m in a.client.messages if m["t"] == "master" and m["turn"] == 20][0]
+    assert master["late"] == [b.you] and master["cmds"][b.you] == []
+    assert b.late_turns == [20] and a.late_turns == []
+    phases = [m["phase"] for m in a.client.messages if m["t"] == "phase"]
+    assert phases[-2:] == ["running.lagging", "running"]
+    for t in range(1, 41):
+        assert a.checksums[t] == b.checksums[t]
+    room.end("test over")
+
+
+@pytest_twisted.inlineCallbacks
+def test_turns_stretch_to_the_slowest_clients_latency(make_server):
+    """A bot 20-40 ms away reports ~60 ms round trips: masters soon carry turn_ms >= 30."""
+    server = make_server(Config(port=0))
+    near = LockstepBot("near")
+    far = LockstepBot("far", latency=(0.02, 0.04))
+    room = yield _start_bots(server, "far", [near, far], turn_ms=1, adapt_every=5)
+    yield defer.gatherResults([near.wait_turn(20), far.wait_turn(20)])
+    masters = [m for m in near.client.messages if m["t"] == "master"]
+    assert masters[0]["turn_ms"] == 1
+    assert masters[-1]["turn_ms"] == 30 and masters[-1]["frames"] == 30
+    assert far.desync is None and near.checksums[20] == far.checksums[20]
+    room.end("test over")
