@@ -31,6 +31,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, connectWS
 from arbiter.client import ArbiterClient, ArbiterClientProtocol
 from arbiter.state import apply_merge_patch
 from protocols import wire
+from protocols.framing import unmask
 
 __all__ = ["Bot", "LoadTest", "main", "percentile", "ProcSampler"]
 
@@ -382,10 +383,7 @@ def masked_frame(opcode, payload, _urandom=os.urandom):
         head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
     else:
         head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    if n:
-        mask = (key * (n // 4 + 1))[:n]
-        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
-    return head + key + payload
+    return head + key + unmask(payload, key)
 
 
 class BotProtocol(ArbiterClientProtocol):

@@ -1,37 +1,21 @@
 """ArbiterFactory: the registry of PlayerProtocols and the rooms' outbox."""
 
-import struct
-
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from protocols import wire
+from protocols.framing import InlineFraming, server_frame
 from protocols.player import PlayerProtocol
 
 log = Logger()
 
 _OPEN = PlayerProtocol.STATE_OPEN
-_pack_header = struct.Struct("!BB").pack
-_pack_header16 = struct.Struct("!BBH").pack
-_pack_header64 = struct.Struct("!BBQ").pack
 
 
-def _write_frame(transport, payload, is_binary):
-    """One unfragmented, unmasked, uncompressed WebSocket frame (RFC 6455 5.2),
-    written to the transport in one call: what Autobahn's ``sendMessage`` puts on
-    the wire for a server, without its per-frame bookkeeping (state frames are
-    the server's hottest path). Twisted buffers it until the reactor writes."""
-    n = len(payload)
-    op = 0x82 if is_binary else 0x81
-    if n < 126:
-        header = _pack_header(op, n)
-    elif n < 65536:
-        header = _pack_header16(op, 126, n)
-    else:
-        header = _pack_header64(op, 127, n)
-    transport.write(header + payload)
+class FramedPlayerProtocol(InlineFraming, PlayerProtocol):
+    """PlayerProtocol that reads its busiest frames in-line (protocols/framing.py)."""
 
 
 class ArbiterFactory(WebSocketServerFactory):
@@ -42,7 +26,7 @@ class ArbiterFactory(WebSocketServerFactory):
     once per room and encoding.
     """
 
-    protocol = PlayerProtocol
+    protocol = FramedPlayerProtocol
 
     def __init__(self, service, url=None, ping_interval=1.0):
         super().__init__(url)
@@ -125,7 +109,7 @@ class ArbiterFactory(WebSocketServerFactory):
 
         The body is encoded once per (kind, encoding, sync view); each player's
         frame is that body with its own ``ack`` spliced in, written straight to
-        the transport as one unmasked WebSocket frame (see ``_write_frame``)."""
+        the transport as one unmasked WebSocket frame (``framing.server_frame``)."""
         parts = {}
         players = self.players
         sent = 0
@@ -155,7 +139,9 @@ class ArbiterFactory(WebSocketServerFactory):
             ack = player.ack
             payload = frame[0] + wire.ack_bytes(ack, enc) + frame[1]
             if proto.state == _OPEN and proto._perMessageCompress is None:
-                _write_frame(proto.transport, payload, frame[2])
+                # what Autobahn's sendMessage would put on the wire, without its
+                # per-frame bookkeeping; Twisted buffers it until the reactor writes
+                proto.transport.write(server_frame(payload, frame[2]))
                 sent += len(payload)
             else:
                 proto.send_payload(payload, frame[2])

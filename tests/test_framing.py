@@ -1,0 +1,83 @@
+"""In-line WebSocket framing (protocols/framing.py) behaves as Autobahn's own."""
+
+import os
+import struct
+
+import pytest
+from twisted.internet import task
+
+from arbiter.config import Config
+from arbiter.server import build
+from arbiter.testing import FakeClient
+from protocols import wire
+from protocols.framing import server_frame, unmask
+
+
+@pytest.fixture
+def factory(txaio_clock):
+    clock = task.Clock()
+    service, factory, _ = build(Config(port=0), clock=clock, monotonic=clock.seconds)
+    service.startService()
+    yield factory
+    service.stopService()
+
+
+def masked(payload, opcode, fin=True):
+    key = os.urandom(4)
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n)
+    return head + key + unmask(payload, key)
+
+
+def joined(factory, encoding=wire.JSON):
+    c = FakeClient(factory, [encoding])
+    c.hello(name="A")
+    return c
+
+
+def test_server_frame_lengths():
+    """Frames of every length class carry the payload with the right header."""
+    for n, head in ((5, b"\x82\x05"), (200, b"\x82\x7e\x00\xc8"),
+                    (70000, b"\x82\x7f" + struct.pack("!Q", 70000))):
+        assert server_frame(b"x" * n, True) == head + b"x" * n
+    assert server_frame(b"{}", False) == b"\x81\x02{}"
+
+
+def test_frames_split_and_batched(factory):
+    """Frames cut at any byte, or several in one read, each reach the server once."""
+    c = joined(factory)
+    data = b"".join(masked(b'{"t":"ping","ts":%d}' % i, 1) for i in range(3))
+    for i in range(len(data)):
+        c.proto.dataReceived(data[i:i + 1])
+    c.proto.dataReceived(data)
+    pongs = [m["ts"] for m in c.received() if m["t"] == "pong"]
+    assert pongs == [0, 1, 2, 0, 1, 2]
+
+
+def test_big_fragmented_and_control_frames_go_to_autobahn(factory):
+    """A 300-byte message, a fragmented one and a ping between them all still work."""
+    c = joined(factory)
+    say = b'{"t":"say","seq":1,"text":"%s"}' % (b"y" * 200)
+    first, second = b'{"t":"ping",', b'"ts":7}'
+    c.proto.dataReceived(masked(say, 1) + masked(first, 1, fin=False) + masked(b"hi", 9)
+                         + masked(second, 0) + masked(b'{"t":"ping","ts":8}', 1))
+    msgs = c.received()
+    assert [m["ts"] for m in msgs if m["t"] == "pong"] == [7, 8]
+
+
+def test_invalid_utf8_text_closes_1007(factory):
+    """Invalid UTF-8 in a short text frame is still Autobahn's 1007 close."""
+    c = joined(factory)
+    c.proto.dataReceived(masked(b'{"t":"\xff"}', 1))
+    c.received()
+    assert c.close_code == 1007
+
+
+def test_pong_reaches_the_player(factory):
+    """A pong read in-line measures the player's round trip."""
+    c = joined(factory)
+    c.proto.send_ping()
+    c.received()              # FakeClient answers pings with pongs
+    assert c.pongs == 1
+    assert c.proto.player.rtt_ms == 0
