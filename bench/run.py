@@ -120,6 +120,16 @@ def run_colyseus(n, r, args):
     return out
 
 
+def other_cpu(row):
+    """CPU (cores, both CPUs) used by processes other than the server and the
+    load generator during the window: this machine may be shared."""
+    if "other_cpu" in row:
+        return row["other_cpu"]
+    if "cpu0_other" in row and "cpu1_other" in row:
+        return round(row["cpu0_other"] + row["cpu1_other"], 3)
+    return None
+
+
 def med(rows, key):
     vals = [x[key] for x in rows if isinstance(x.get(key), (int, float))]
     return statistics.median(vals) if vals else None
@@ -130,7 +140,7 @@ def fmt(v, f):
 
 
 def table(results, points):
-    head = ["N/R", "server", "runs"] + [c[1] for c in COLUMNS] + ["KB RSS/cl", "loadgen cpu"]
+    head = ["N/R", "server", "runs (ok)"] + [c[1] for c in COLUMNS] + ["KB RSS/cl", "loadgen cpu"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for pt in points:
         per = {}
@@ -138,8 +148,12 @@ def table(results, points):
             rows = [x for x in results if x["point"] == pt and x["server"] == srv]
             if not rows:
                 continue
+            ok = sum(1 for x in rows if x.get("accepted"))
+            all_rows = len(rows)
+            if ok:
+                rows = [x for x in rows if x.get("accepted")]
             per[srv] = {k: med(rows, k) for k, _, _ in COLUMNS}
-            cells = [pt, srv, str(len(rows))] + [fmt(per[srv][k], f) for k, _, f in COLUMNS]
+            cells = [pt, srv, "%d (%d)" % (all_rows, ok)] + [fmt(per[srv][k], f) for k, _, f in COLUMNS]
             cells.append(fmt(med(rows, "kb_rss_per_client"), "%.0f"))
             cells.append(fmt(med(rows, "loadgen_cpu"), "%.2f"))
             lines.append("| " + " | ".join(cells) + " |")
@@ -164,11 +178,20 @@ def main(argv=None):
     p.add_argument("--duration", type=float, default=20)
     p.add_argument("--quiet-max", type=float, default=30,
                    help="max seconds to wait for idle CPUs before each run")
+    p.add_argument("--max-other", type=float, default=0.15,
+                   help="a run during which other processes used more CPU than this "
+                        "(cores) is marked rejected and retried")
+    p.add_argument("--tries", type=int, default=3, help="attempts per run (default 3)")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra argument for the server (repeat)")
     p.add_argument("--out", default=None, help="results file (default bench/results/<stamp>.jsonl)")
     p.add_argument("--tag", default="", help="free text stored with every row")
+    p.add_argument("--summarize", nargs="+", metavar="FILE",
+                   help="only print the table of these results files")
     args = p.parse_args(argv)
+    if args.summarize:
+        print(summarize(args.summarize))
+        return 0
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     out = args.out or os.path.join(HERE, "results", time.strftime("%Y%m%d-%H%M%S") + ".jsonl")
@@ -181,27 +204,48 @@ def main(argv=None):
             if args.colyseus:
                 runners.append(("colyseus", run_colyseus))
             for name, fn in runners:
-                waited = wait_quiet(args.quiet_max) if name == "arbiter" else None
-                try:
-                    row = fn(n, r, args)
-                except Exception as e:
-                    row = {"server": name, "failed": str(e)}
-                row.update(point=pt, pass_=pas, tag=args.tag, at=time.strftime("%H:%M:%S"),
-                           encoding=args.encoding if name == "arbiter" else "schema",
-                           sync=args.sync if name == "arbiter" else None)
-                if waited is not None:
-                    row["quiet_wait_s"] = waited
-                row["server"] = name
-                results.append(row)
-                with open(out, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                print("%s pass %d %s %s: %s" % (
-                    row["at"], pas, pt, name,
-                    row.get("failed") or " ".join(
-                        "%s=%s" % (k, row.get(k)) for k, _, _ in COLUMNS)),
-                    file=sys.stderr, flush=True)
+                for attempt in range(1, args.tries + 1):
+                    waited = wait_quiet(args.quiet_max) if name == "arbiter" else None
+                    try:
+                        row = fn(n, r, args)
+                    except Exception as e:
+                        row = {"server": name, "failed": str(e)}
+                    other = other_cpu(row)
+                    row.update(point=pt, pass_=pas, attempt=attempt, tag=args.tag,
+                               at=time.strftime("%H:%M:%S"), other=other,
+                               accepted="failed" not in row and other is not None
+                               and other <= args.max_other,
+                               encoding=args.encoding if name == "arbiter" else "schema",
+                               sync=args.sync if name == "arbiter" else None)
+                    if waited is not None:
+                        row["quiet_wait_s"] = waited
+                    row["server"] = name
+                    with open(out, "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print("%s pass %d %s %s try %d other=%s accepted=%s: %s" % (
+                        row["at"], pas, pt, name, attempt, other, row["accepted"],
+                        row.get("failed") or " ".join(
+                            "%s=%s" % (k, row.get(k)) for k, _, _ in COLUMNS)),
+                        file=sys.stderr, flush=True)
+                    if row["accepted"] or attempt == args.tries:
+                        results.append(row)
+                        break
     print(table(results, args.points))
     return 0
+
+
+def summarize(paths, points=None):
+    """The table from results files (``python bench/run.py --summarize FILE...``)."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    kept = {}
+    for x in rows:   # the last attempt of each (point, pass, server, tag) run
+        kept[(x["point"], x.get("pass_"), x["server"], x.get("tag"), x.get("sync"),
+              x.get("encoding"))] = x
+    pts = points or list(dict.fromkeys(x["point"] for x in rows))
+    return table(list(kept.values()), pts)
 
 
 if __name__ == "__main__":
