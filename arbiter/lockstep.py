@@ -201,6 +201,9 @@ class LockstepRoom:
     def join_with_token(self, body, hello):
         """A player admitted by an HTTP join token (docs/HTTP.md)."""
         pid = body.get("player")
+        if body.get("inc") != getattr(self, "incarnation", None):
+            raise JoinError(wire.BAD_TOKEN, "join token is for an earlier room of that name",
+                            wire.CLOSE_BAD_TOKEN)
         if not isinstance(pid, str) or pid in self.players or pid in self.order:
             raise JoinError(wire.BAD_TOKEN, "join token already used: reconnect with the "
                             "token from welcome", wire.CLOSE_BAD_TOKEN)

@@ -230,3 +230,31 @@ def test_ended_room_refuses_join_with_410(api):
     api.service.rooms.get("fin").end("over")
     resp, err = yield call("POST", api.http + "/api/rooms/fin/join", {})
     assert resp.code == 410 and err["error"] == "room_ended"
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_token_dies_with_its_room_even_if_the_name_comes_back(api):
+    """Delete a room and make another of the same id: the old room's join token is refused."""
+    yield call("POST", api.http + "/api/rooms", {"id": "phoenix"})
+    resp, join = yield call("POST", api.http + "/api/rooms/phoenix/join", {"name": "old"})
+    yield call("DELETE", api.http + "/api/rooms/phoenix")
+    client = yield hello(api, "phoenix", token=join["token"])
+    assert client.errors[-1]["code"] == "bad_token" and "gone" in client.errors[-1]["msg"]
+    yield call("POST", api.http + "/api/rooms", {"id": "phoenix"})
+    client = yield hello(api, "phoenix", token=join["token"])
+    assert client.errors[-1]["code"] == "bad_token" and "earlier room" in client.errors[-1]["msg"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_join_a_running_lockstep_game_gives_a_spectator_token(api):
+    """Once a lockstep game runs, join answers a spectator token."""
+    yield call("POST", api.http + "/api/rooms", {"id": "live", "mode": "lockstep"})
+    resp, first = yield call("POST", api.http + "/api/rooms/live/join", {"name": "a"})
+    player = yield hello(api, "live", token=first["token"])
+    player.send({"t": "ready"})
+    yield player.wait_message("start")
+    resp, late = yield call("POST", api.http + "/api/rooms/live/join", {"name": "b"})
+    assert resp.code == 200 and late["role"] == "spectator"
+    watcher = yield hello(api, "live", token=late["token"])
+    assert watcher.messages[0]["role"] == "spectator"
+    api.service.rooms.get("live").end()

@@ -317,10 +317,12 @@ class ApiResource(resource.Resource):
                                % (_show(room_id), info["players"], info["max_players"]))
         if name is None:
             name = "guest-" + uuid.uuid4().hex[:8]
+        if getattr(room, "incarnation", None) is None:
+            room.incarnation = os.urandom(6).hex()    # tokens die with this room, not its name
         pid = "p%d" % next(self.service._player_ids)
         expires = self.service.clock.seconds() + self.config.join_token_ttl
         token = self.service.signer.seal(room=room_id, player=pid, name=name, role=role,
-                                         exp=expires)
+                                         exp=expires, inc=room.incarnation)
         out = {"token": token, "player": pid, "name": name, "role": role, "room": room_id,
                "expires": expires, "ttl": self.config.join_token_ttl}
         out["ws_url"] = self._urls(request, room_id)["ws_url"]
