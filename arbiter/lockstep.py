@@ -12,8 +12,6 @@ diverged. The wire messages are in docs/LOCKSTEP.md.
 """
 
 import itertools
-import json
-import math
 import os
 
 from twisted.logger import Logger
@@ -21,86 +19,17 @@ from twisted.logger import Logger
 from arbiter import phases
 from arbiter.phases import (DESYNC, ENDED, LAGGING, PAUSED, RUNNING, SETUP, Lobby,
                             is_running, send_reject, set_phase)
+from arbiter.checksums import ChecksumLedger
+from arbiter.lockstep_packets import (BAD_TURN, DUPLICATE, LATE, MAX_AHEAD, MAX_CMD_BYTES,
+                                      NOT_IN_GAME, TOO_BIG, adapt_timing)
 from arbiter.room import JoinError, Player
 from protocols import wire
 
 log = Logger()
 
-MAX_CMDS = 64               # commands in one packet
-MAX_CMD_BYTES = 2048        # a packet's commands, as compact JSON
-MAX_AHEAD = 16              # packets accepted up to this many turns past the last closed one
-MAX_TURN_MS = 1000
-KEEP_CHECKS = 4096          # agreed checksums remembered, for late reporters
 EPS = 1e-6
 ROOM_ENDED = "room_ended"
 CLOSE_ROOM_ENDED = 4004
-
-# reject codes (docs/LOCKSTEP.md)
-LATE = "late"
-DUPLICATE = "duplicate"
-BAD_TURN = "bad_turn"
-TOO_BIG = "too_big"
-NOT_IN_GAME = "not_in_game"
-
-
-def _bad(text):
-    return wire.WireError(wire.BAD_MESSAGE, text)
-
-
-def _check_turn(f):
-    turn = f.get("turn")
-    if not isinstance(turn, int) or isinstance(turn, bool) or not 1 <= turn <= wire.MAX_SEQ:
-        raise _bad("expected integer >= 1 for turn, got %r" % (turn,))
-    cmds = f.get("cmds", [])
-    if not isinstance(cmds, (list, tuple)):
-        raise _bad("expected a list for cmds, got %s" % type(cmds).__name__)
-    if len(cmds) > MAX_CMDS:
-        raise _bad("cmds has %d commands, at most %d allowed" % (len(cmds), MAX_CMDS))
-    try:
-        size = len(json.dumps(cmds, separators=(",", ":"), allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise _bad("cmds must be plain JSON: %s" % e)
-    out = {"turn": turn, "cmds": list(cmds), "size": size}
-    if "check" in f:
-        check = f["check"]
-        if (not isinstance(check, (list, tuple)) or len(check) != 2
-                or not isinstance(check[0], int) or isinstance(check[0], bool) or check[0] < 1
-                or not isinstance(check[1], (int, str)) or isinstance(check[1], bool)
-                or (isinstance(check[1], str) and len(check[1]) > 64)):
-            raise _bad("expected [turn, checksum] for check (turn >= 1, checksum an integer "
-                       "or a string of at most 64 characters), got %r" % (check,))
-        out["check"] = (check[0], check[1])
-    for name, hi in (("lat", 60000), ("fps", 1000)):
-        if name in f:
-            v = f[name]
-            if (not isinstance(v, (int, float)) or isinstance(v, bool)
-                    or not math.isfinite(v) or not 0 <= v <= hi):
-                raise _bad("expected a number in [0, %d] for %s, got %r" % (hi, name, v))
-            out[name] = v
-    return out
-
-
-wire.register_extension("turn", _check_turn)
-
-
-def adapt_timing(base_ms, reports, input_delay, current_ms):
-    """The turn length and frames per turn for the slowest client.
-
-    ``reports`` are (latency ms, fps) pairs, either may be None. A command sent
-    on receipt of master N must reach the server before turn N + delay closes,
-    so a turn lasts at least rtt / delay; and at least one frame of the slowest
-    client. Growth is immediate, shrinking at most 10% per adaptation.
-    Returns (turn_ms, frames)."""
-    lats = [lat for lat, _ in reports if lat is not None]
-    fpss = [fps for _, fps in reports if fps]
-    frame_ms = 1000.0 / min(fpss) if fpss else 1000.0 / 60
-    want = max(base_ms, math.ceil(max(lats) / input_delay) if lats else 0,
-               math.ceil(frame_ms) if fpss else 0)
-    want = min(MAX_TURN_MS, want)
-    if want < current_ms:
-        want = max(want, int(current_ms * 0.9))
-    frames = max(1, int(round(want / frame_ms)))
-    return int(want), frames
 
 
 class LockstepRoom:
@@ -144,8 +73,7 @@ class LockstepRoom:
         self.frames = 1
         self.pending = {}              # turn -> {pid: cmds}
         self.masters = []              # every master packet, masters[n - 1] is turn n
-        self.checks = {}               # turn -> {pid: checksum}, not yet agreed
-        self.agreed = {}               # turn -> agreed checksum
+        self.ledger = ChecksumLedger()
         self.reports = {}              # pid -> (lat, fps)
         self.to_drop = []              # dropped players announced in the next master
         self.desync = None
@@ -265,8 +193,7 @@ class LockstepRoom:
                 self._drop_timers[player.id] = self.clock.callLater(
                     self.drop_after, self._drop, player.id)
             self._refresh_phase()
-            for turn in sorted(self.checks):
-                self._evaluate(turn)
+            self._settle_checks()
 
     def _remove(self, player):
         self.players.pop(player.id, None)
@@ -449,50 +376,28 @@ class LockstepRoom:
                                                  self.input_delay, self.turn_ms)
 
     # -- checksums -----------------------------------------------------------------------
+    def _expected_checks(self):
+        return [pid for pid in self.order if pid in self.active
+                and pid in self.players and self.players[pid].connected]
+
     def _take_check(self, pid, turn, value):
         if turn > self.turn:
             return          # a checksum of a turn not closed yet cannot be right; ignore
-        if turn in self.agreed:
-            if self.agreed[turn] != value:
-                self._halt(turn, [pid], {pid: value, "agreed": self.agreed[turn]})
-            return
-        got = self.checks.setdefault(turn, {})
-        got[pid] = value
-        if len(self.checks) > KEEP_CHECKS:
-            del self.checks[min(self.checks)]
-        self._evaluate(turn)
+        found = self.ledger.report(pid, turn, value, self._expected_checks(), self.order)
+        if found is not None:
+            self._halt(found)
 
-    def _evaluate(self, turn):
-        got = self.checks.get(turn)
-        if not got:
-            return
-        expected = [pid for pid in self.order if pid in self.active
-                    and pid in self.players and self.players[pid].connected]
-        if any(pid not in got for pid in expected):
-            return
-        del self.checks[turn]
-        groups = {}
-        for pid, v in got.items():
-            groups.setdefault(v, []).append(pid)
-        if len(groups) == 1:
-            self.agreed[turn] = next(iter(groups))
-            if len(self.agreed) > KEEP_CHECKS:
-                del self.agreed[min(self.agreed)]
-            return
-        sizes = sorted((len(v) for v in groups.values()), reverse=True)
-        if sizes[0] > sizes[1]:
-            majority = max(groups.values(), key=len)
-            diverged = [pid for pid in self.order if pid in got and pid not in majority]
-        else:
-            diverged = [pid for pid in self.order if pid in got]
-        self._halt(turn, diverged, got)
+    def _settle_checks(self):
+        found = self.ledger.settle_all(self._expected_checks(), self.order)
+        if found is not None:
+            self._halt(found)
 
-    def _halt(self, turn, diverged, checksums):
-        self.desync = {"turn": turn, "diverged": diverged, "checksums": checksums}
+    def _halt(self, found):
+        self.desync = found.as_wire()
         self._cancel_timer()
         log.warn("lockstep room {room} desynced at turn {turn}: {who} diverged",
-                 room=self.name, turn=turn, who=diverged)
-        set_phase(self, DESYNC, turn=turn, diverged=diverged)
+                 room=self.name, turn=found.turn, who=found.diverged)
+        set_phase(self, DESYNC, turn=found.turn, diverged=list(found.diverged))
         msg = {"t": "desync"}
         msg.update(self.desync)
         self.out.broadcast(self, msg)
@@ -533,8 +438,7 @@ class LockstepRoom:
         if not self.active:
             self.end("every player left")
             return
-        for turn in sorted(self.checks):
-            self._evaluate(turn)
+        self._settle_checks()
         self._refresh_phase()
         self._schedule()
 

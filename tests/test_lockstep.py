@@ -4,7 +4,9 @@ import pytest
 from twisted.internet import task
 
 from arbiter.config import Config
-from arbiter.lockstep import LockstepRoom, adapt_timing
+from arbiter.checksums import ChecksumLedger
+from arbiter.lockstep import LockstepRoom
+from arbiter.lockstep_packets import adapt_timing
 from arbiter.room import JoinError
 from arbiter.testing import RecordingOutbox
 from arbiter.tokens import Signer
@@ -336,3 +338,35 @@ def test_a_setup_player_away_longer_than_grace_leaves_the_lobby():
     clock.advance(31)
     room.run_tick(clock.seconds(), 0.05)
     assert b.id not in of(out, a.id, "setup")[-1]["players"]
+
+
+def test_ledger_settles_a_turn_when_the_expected_players_change():
+    """A turn waiting for a player that left is decided once it is no longer expected."""
+    ledger = ChecksumLedger()
+    order = ["a", "b", "c"]
+    assert ledger.report("a", 5, 1, order, order) is None
+    assert ledger.report("b", 5, 2, order, order) is None
+    assert ledger.report("a", 6, 1, order, order) is None
+    found = ledger.settle_all(["a", "b"], order)
+    assert found.turn == 5 and found.diverged == ["a", "b"]
+    assert found.as_wire() == {"turn": 5, "diverged": ["a", "b"], "checksums": {"a": 1, "b": 2}}
+    assert ledger.settle_all(["a", "b"], order) is None
+
+
+def test_ledger_forgets_old_turns_beyond_its_memory():
+    """Agreed turns are kept for the last ``keep`` turns only."""
+    ledger = ChecksumLedger(keep=3)
+    for t in range(1, 6):
+        ledger.report("a", t, t, ["a"], ["a"])
+    assert sorted(ledger.agreed) == [3, 4, 5]
+
+
+def test_a_disconnect_that_leaves_a_split_decides_the_turn_once():
+    """b leaves while a and c disagree on turn 2: one desync (a tie, both named), not two."""
+    room, out, clock, (a, b, c) = started(3)
+    _play(room, clock, [a, b, c], 2)
+    send(room, a, "turn", turn=3, check=[2, 1])
+    send(room, c, "turn", turn=3, check=[2, 9])
+    room.disconnect(b)
+    (desync,) = of(out, a.id, "desync")
+    assert desync["turn"] == 2 and desync["diverged"] == [a.id, c.id]
