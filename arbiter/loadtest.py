@@ -31,7 +31,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, connectWS
 from arbiter.client import ArbiterClient, ArbiterClientProtocol
 from arbiter.state import apply_merge_patch
 from protocols import wire
-from protocols.framing import unmask
+from protocols.framing import unmask, write_now
 
 __all__ = ["Bot", "LoadTest", "main", "percentile", "ProcSampler"]
 
@@ -437,7 +437,7 @@ class BotProtocol(ArbiterClientProtocol):
             payload = buf[i + h:end]
             i = end
             if op == 9:
-                self.transport.write(masked_frame(0xA, payload))
+                write_now(self.transport, masked_frame(0xA, payload))
             else:
                 self.onMessage(payload, op == 2)
                 if not self.fast or self.state != self.STATE_OPEN:
@@ -449,7 +449,7 @@ class BotProtocol(ArbiterClientProtocol):
 
     def send_fast(self, payload, is_binary):
         if self.fast and self.state == self.STATE_OPEN:
-            self.transport.write(masked_frame(2 if is_binary else 1, payload))
+            write_now(self.transport, masked_frame(2 if is_binary else 1, payload))
         else:
             self.sendMessage(payload, is_binary)
 

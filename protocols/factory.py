@@ -6,7 +6,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from protocols import wire
-from protocols.framing import InlineFraming, server_frame
+from protocols.framing import InlineFraming, server_frame, write_now
 from protocols.player import PlayerProtocol
 
 log = Logger()
@@ -141,7 +141,7 @@ class ArbiterFactory(WebSocketServerFactory):
             if proto.state == _OPEN and proto._perMessageCompress is None:
                 # what Autobahn's sendMessage would put on the wire, without its
                 # per-frame bookkeeping; Twisted buffers it until the reactor writes
-                proto.transport.write(server_frame(payload, frame[2]))
+                write_now(proto.transport, server_frame(payload, frame[2]))
                 sent += len(payload)
             else:
                 proto.send_payload(payload, frame[2])

@@ -16,7 +16,11 @@ the server's CPU under the cubes benchmark (docs/BENCHMARKS.md), so:
 
 import struct
 
-__all__ = ["InlineFraming", "server_frame"]
+from twisted.internet import tcp
+
+__all__ = ["InlineFraming", "server_frame", "write_now"]
+
+_DIRECT = (tcp.Server, tcp.Client)
 
 _head = struct.Struct("!BB").pack
 _head16 = struct.Struct("!BBH").pack
@@ -32,6 +36,30 @@ def server_frame(payload, is_binary):
     if n < 65536:
         return _head16(op, 126, n) + payload
     return _head64(op, 127, n) + payload
+
+
+def write_now(transport, data):
+    """``transport.write(data)``, but sent on the socket at once when nothing is
+    queued before it (a plain TCP transport with an empty buffer).
+
+    Twisted's ``write`` only queues: the reactor then registers the socket for
+    writing, sends on the next loop and unregisters it, two ``epoll_ctl`` calls
+    around every ``send``. For a server that writes thousands of small frames a
+    second that was a quarter of its system calls. Whatever the socket does not
+    take at once goes through ``transport.write`` as before, so ordering,
+    back-pressure (the producer's ``pauseProducing``) and error handling stay
+    Twisted's."""
+    if (type(transport) in _DIRECT and not transport.dataBuffer
+            and not transport._tempDataBuffer and transport.connected
+            and not transport.disconnecting and not transport.TLS):
+        try:
+            n = transport.socket.send(data)
+        except OSError:
+            n = 0                    # EAGAIN and friends: Twisted's write path copes
+        if n == len(data):
+            return
+        data = data[n:]
+    transport.write(data)
 
 
 def unmask(payload, key):
