@@ -15,6 +15,7 @@ least ``min_players``.
 
 import json
 
+from arbiter.rules import TokenBucket
 from protocols import wire
 
 SETUP = "setup"
@@ -29,6 +30,9 @@ PHASES = (SETUP, RUNNING, PAUSED, LAGGING, DESYNC, ENDED)
 SPECTATOR = "spectator"
 NOT_SETUP = "not_setup"
 NOT_RUNNING = "not_running"
+
+RATE_LIMITED = "rate_limited"
+SETUP_RATE = (10, 5)       # configure + ready per player: bucket capacity, refill per second
 
 MAX_CONFIG_BYTES = 4096
 MAX_CONFIG_KEYS = 32
@@ -92,6 +96,7 @@ class Lobby:
         self.config = dict(config or {})
         self.min_players = max(1, int(min_players))
         self.ready = {}            # player id -> bool
+        self.buckets = {}          # player id -> TokenBucket (each change is broadcast)
 
     # -- what everyone sees ------------------------------------------------------
     def present(self):
@@ -122,6 +127,7 @@ class Lobby:
         for pid in list(self.ready):
             if pid not in self.room.players:
                 del self.ready[pid]
+                self.buckets.pop(pid, None)
         if self.room.phase == SETUP:
             self.broadcast()
             self.try_start()
@@ -134,6 +140,15 @@ class Lobby:
             send_reject(self.room, player, SPECTATOR, "spectators cannot send %s" % msg.t,
                         ref=msg.t)
             return True
+        now = self.room.clock.seconds() if hasattr(self.room, "clock") else self.room.now
+        bucket = self.buckets.get(player.id)
+        if bucket is None:
+            bucket = self.buckets[player.id] = TokenBucket(*SETUP_RATE, now)
+        if not bucket.can_take(now):
+            send_reject(self.room, player, RATE_LIMITED, "too many %s messages: at most %d "
+                        "a second" % (msg.t, SETUP_RATE[1]), ref=msg.t)
+            return True
+        bucket.take()
         if self.room.phase != SETUP:
             send_reject(self.room, player, NOT_SETUP, "%s is only accepted in phase setup, "
                         "the room is in %s" % (msg.t, self.room.phase), ref=msg.t)

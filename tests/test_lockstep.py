@@ -370,3 +370,18 @@ def test_a_disconnect_that_leaves_a_split_decides_the_turn_once():
     room.disconnect(b)
     (desync,) = of(out, a.id, "desync")
     assert desync["turn"] == 2 and desync["diverged"] == [a.id, c.id]
+
+
+def test_setup_messages_are_rate_limited():
+    """configure/ready (each broadcast to all) are limited to a burst of 10, then 5 a second."""
+    room, out, clock, (a, b) = make_room(2)
+    for i in range(10):
+        send(room, a, "configure", config={"n": i})
+    assert not of(out, a.id, "reject")
+    send(room, a, "configure", config={"n": 99})
+    rej = of(out, a.id, "reject")[-1]
+    assert rej["code"] == "rate_limited" and rej["ref"] == "configure"
+    assert of(out, b.id, "setup")[-1]["config"] == {"n": 9}
+    clock.advance(0.2)
+    send(room, a, "ready", ready=True)
+    assert of(out, b.id, "setup")[-1]["players"][a.id]["ready"] is True

@@ -208,3 +208,29 @@ def test_a_realtime_spectator_sees_state_but_its_inputs_are_rejected(server):
     assert s.my_cubes() == {}
     yield p.close()
     yield s.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_takeover_mid_game_gets_the_whole_game_and_plays_on(make_server):
+    """hello with the welcome token while connected: old socket closed 4000, new one catches up."""
+    server = make_server(Config(port=0, api_key=KEY))
+    yield api("POST", server.http + "/api/rooms",
+              {"mode": "lockstep", "id": "take", "min_players": 2, "turn_ms": 2})
+    a = yield join_bot(server, "take", "a")
+    b = yield join_bot(server, "take", "b")
+    a.ready()
+    b.ready()
+    yield defer.gatherResults([a.wait_turn(20), b.wait_turn(20)])
+    b2 = LockstepBot("b")
+    yield b2.connect(server.url, "take", token=b.client.token)
+    yield b.client.closed
+    assert b.client.close_code == 4000
+    assert b2.you == b.you
+    yield defer.gatherResults([a.wait_turn(b2.turn + 30), b2.wait_turn(b2.turn + 30)])
+    assert not [m for m in a.client.messages if m.get("phase") == "running.paused"]
+    for t in range(1, min(a.turn, b2.turn) + 1):
+        assert a.checksums[t] == b2.checksums[t]
+    b2.client.resync()
+    catchup = yield b2.client.wait_message("catchup")
+    assert len(catchup["masters"]) == catchup["turn"] >= 50
+    server.service.rooms.get("take").end()
