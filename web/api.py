@@ -224,7 +224,8 @@ class ApiResource(resource.Resource):
             raise ApiError(409, "room_exists", "a room with id %s exists already"
                            % _show(room_id))
         max_players = _int(body, "max_players", 1, MAX_ROOM_PLAYERS)
-        min_players = _int(body, "min_players", 1, max_players or MAX_ROOM_PLAYERS, 1)
+        min_players = _int(body, "min_players", 1,
+                           max_players or self.config.world.max_players, 1)
         seed = _int(body, "seed", 0, 2 ** 53)
         try:
             config = phases.check_config("config", body.get("config", {}))
