@@ -227,11 +227,15 @@ def test_join_a_full_room_is_409_and_an_ended_one_410(api):
 
 @pytest_twisted.inlineCallbacks
 def test_ended_room_refuses_join_with_410(api):
-    """A lockstep room that ended (all players dropped) answers join with 410 room_ended."""
+    """An ended lockstep room: join is 410 room_ended, a hello gets room_ended and close 4004."""
     yield call("POST", api.http + "/api/rooms", {"id": "fin", "mode": "lockstep"})
     api.service.rooms.get("fin").end("over")
     resp, err = yield call("POST", api.http + "/api/rooms/fin/join", {})
     assert resp.code == 410 and err["error"] == "room_ended"
+    client = yield hello(api, "fin")
+    assert client.errors[-1]["code"] == "room_ended"
+    yield client.closed
+    assert client.close_code == 4004
 
 
 @pytest_twisted.inlineCallbacks
