@@ -21,6 +21,7 @@ from twisted.internet import defer
 
 from arbiter.client import open_socket
 from arbiter.lockstep_game import DemoGame
+from protocols import wire
 
 
 class LockstepBot:
@@ -60,9 +61,9 @@ class LockstepBot:
 
     # -- connecting ------------------------------------------------------------------
     @defer.inlineCallbacks
-    def connect(self, url, room, token=None, role=None):
+    def connect(self, url, room, token=None, role=None, encoding=wire.JSON):
         """Open a socket, say hello (with a join or reconnect token), wait for welcome."""
-        client = yield open_socket(url, reactor=self.reactor)
+        client = yield open_socket(url, encoding, reactor=self.reactor)
         self.client = client
         client.on_message = self._on_message
         extra = {"role": role} if role else {}

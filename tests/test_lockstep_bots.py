@@ -7,6 +7,7 @@ from twisted.internet import defer
 
 from arbiter.config import Config
 from arbiter.lockstep_bots import LockstepBot
+from protocols import wire
 
 
 @defer.inlineCallbacks
@@ -94,4 +95,20 @@ def test_turns_stretch_to_the_slowest_clients_latency(make_server):
     assert masters[0]["turn_ms"] == 1
     assert masters[-1]["turn_ms"] == 30 and masters[-1]["frames"] == 30
     assert far.desync is None and near.checksums[20] == far.checksums[20]
+    room.end("test over")
+
+
+@pytest_twisted.inlineCallbacks
+def test_json_and_msgpack_bots_play_the_same_game(make_server):
+    """One bot on arbiter.v1.json, one on arbiter.v1.msgpack: 200 turns, same checksums."""
+    server = make_server(Config(port=0))
+    room = server.service.create_room("mixed", "lockstep", min_players=2, turn_ms=1)
+    j, m = LockstepBot("json"), LockstepBot("msgpack")
+    yield j.connect(server.url, "mixed", encoding=wire.JSON)
+    yield m.connect(server.url, "mixed", encoding=wire.MSGPACK)
+    assert m.client.encoding == wire.MSGPACK
+    j.ready()
+    m.ready()
+    yield defer.gatherResults([j.wait_turn(200), m.wait_turn(200)])
+    assert all(j.checksums[t] == m.checksums[t] for t in range(1, 201))
     room.end("test over")
