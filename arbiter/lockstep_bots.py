@@ -216,6 +216,14 @@ def run(reactor, http, bots=4, turns=1000, latency=(0.0, 0.003), desync_at=None,
             "desync": players[0].desync}
 
 
+def _report(result, bots):
+    print("room %s: %d bots, %d turns in %.2f s (%.0f turns/s); checksums %s"
+          % (result["room"], bots, result["turns"], result["seconds"],
+             result["turns_per_second"], "agree" if result["agreed"] else "DIFFER"))
+    if result["desync"]:
+        print("desync at turn %(turn)d: %(diverged)s diverged" % result["desync"])
+
+
 def main(argv=None):
     import argparse
     from twisted.internet import task
@@ -234,7 +242,7 @@ def main(argv=None):
         d = run(reactor, a.url.rstrip("/"), a.bots, a.turns,
                 (a.latency_ms[0] / 1000, a.latency_ms[1] / 1000), a.desync_at, a.api_key,
                 a.turn_ms)
-        return d.addCallback(print)
+        return d.addCallback(_report, a.bots)
 
     task.react(go)
 
