@@ -108,6 +108,7 @@ def test_the_x_api_key_header_works_and_delete_needs_the_key(api):
     ({"colour": "red"}, ["colour", "no such field"]),
     ({"config": [1]}, ["config", "map"]),
     ({"turn_ms": 10}, ["turn_ms", "lockstep option"]),
+    ({"game": "chess"}, ["game", '"chess"', "--game"]),
     ({"min_players": 17}, ["min_players", "17", "[1, 16]"]),
     ({"max_players": 4, "min_players": 5}, ["min_players", "5", "[1, 4]"]),
 ])

@@ -254,7 +254,10 @@ class ApiResource(resource.Resource):
             if delay is not None:
                 options["input_delay"] = delay
         else:
-            for field in ("game", "turn_ms", "turn_timeout", "drop_after", "input_delay"):
+            if "game" in body:
+                raise _bad("game", body["game"], "no game for a realtime room (realtime rooms "
+                           "run the server's game, chosen with --game)")
+            for field in ("turn_ms", "turn_timeout", "drop_after", "input_delay"):
                 if field in body:
                     raise _bad(field, body[field], "no %s for a realtime room (it is a "
                                "lockstep option)" % field)
