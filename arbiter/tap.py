@@ -36,6 +36,13 @@ class Options(usage.Options):
         ["avatar-speed", None, 8.0, "avatar speed, units/s", float],
         ["tag-radius", None, 2.0, "tag reach, units", float],
         ["api-key", None, None, "key that protects POST/DELETE /api/rooms"],
+        ["join-token-ttl", None, 300.0, "seconds an HTTP join token stays valid", float],
+        ["lockstep-turn-ms", None, 100, "lockstep: starting turn length in ms", int],
+        ["lockstep-turn-timeout", None, 1.0,
+         "lockstep: seconds a turn waits for a late packet before it goes on empty", float],
+        ["lockstep-drop-after", None, 0.0,
+         "lockstep: drop a disconnected player after this many seconds (0 = pause the game "
+         "until it is back)", float],
         ["game", None, None, "your own game class, as module:Class"],
         ["static-dir", None, None, "serve pages from this folder instead of the demo"],
     ]
@@ -53,6 +60,10 @@ class Options(usage.Options):
                 secret=(self["secret"] or "").encode("utf-8"),
                 recenter_every=self["recenter-every"], world=world,
                 api_key=self["api-key"] or "", metrics=not self["no-metrics"],
+                join_token_ttl=self["join-token-ttl"],
+                lockstep_turn_ms=self["lockstep-turn-ms"],
+                lockstep_turn_timeout=self["lockstep-turn-timeout"],
+                lockstep_drop_after=self["lockstep-drop-after"],
             )
         except ValueError as e:
             raise usage.UsageError(str(e))

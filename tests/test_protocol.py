@@ -818,3 +818,26 @@ def test_send_rate_below_tick_rate(txaio_clock):
     assert len(deltas) == 20 and [d["tick"] for d in deltas] == list(range(deltas[0]["tick"], deltas[0]["tick"] + 20))
     pos = [d["patch"]["entities"][cid]["pos"][0] for d in deltas if cid in d["patch"].get("entities", {})]
     assert pos[-1] == pytest.approx(5.0, abs=0.1)     # 5 units/s for about a second
+
+
+def test_daemon_options_reach_the_config():
+    """twistd/python -m options land in the one Config."""
+    from arbiter.tap import Options
+    o = Options()
+    o.parseOptions(["--port", "0", "--tick-rate", "60", "--send-rate", "30", "--max-players", "4",
+                    "--max-cubes", "8", "--grace", "5", "--recenter-every", "3",
+                    "--lockstep-turn-ms", "50", "--lockstep-drop-after", "10", "--secret", "s"])
+    c = o.config()
+    assert (c.tick_rate, c.send_rate, c.grace, c.recenter_every, c.secret) == (60, 30, 5.0, 3, b"s")
+    assert (c.world.max_players, c.world.max_cubes) == (4, 8)
+    assert (c.lockstep_turn_ms, c.lockstep_drop_after) == (50, 10.0)
+
+
+def test_bad_options_are_usage_errors():
+    """A send rate that does not divide the tick rate is refused at start."""
+    from twisted.python import usage
+    from arbiter.tap import Options
+    o = Options()
+    o.parseOptions(["--tick-rate", "20", "--send-rate", "15"])
+    with pytest.raises(usage.UsageError):
+        o.config()
