@@ -162,8 +162,8 @@ export class Connection extends Emitter {
     this._codec = null;
     this._pingTimer = null;
     this._retryTimer = null;
-    this._lastOutAt = 0;
-    this._lastInAt = 0;
+    this._outQueue = []; // latency simulator: [{at, fn}] in order
+    this._inQueue = [];
     this._firstWelcome = null;
   }
 
@@ -279,7 +279,6 @@ export class Connection extends Emitter {
     }
     ws.binaryType = "arraybuffer";
     this._ws = ws;
-    this._lastOutAt = this._lastInAt = 0;
     ws.onopen = () => {
       if (this._ws !== ws) return;
       this._setStatus(Status.JOINING);
@@ -399,18 +398,31 @@ export class Connection extends Emitter {
     this._pingTimer = null;
   }
 
+  /**
+   * Deliver what the latency simulator holds and is due. Timers do it too, but
+   * a busy page runs timers late: a render loop that calls pump() every frame
+   * (RealtimeClient.view() does) keeps the simulated delay accurate.
+   */
+  pump(t = now()) {
+    for (const queue of [this._outQueue, this._inQueue]) {
+      while (queue.length && queue[0].at <= t) queue.shift().fn();
+    }
+  }
+
   /** Run fn after the simulated latency, keeping order in each direction (like TCP). */
   _delay(direction, fn) {
-    const base = direction === "send" ? this.latency.send : this.latency.recv;
-    const jitter = this.latency.jitter;
-    const key = direction === "send" ? "_lastOutAt" : "_lastInAt";
-    if (!base && !jitter && this[key] <= now()) {
+    const queue = direction === "send" ? this._outQueue : this._inQueue;
+    const base = (direction === "send" ? this.latency.send : this.latency.recv) || 0;
+    const jitter = this.latency.jitter || 0;
+    if (!base && !jitter && !queue.length) {
       fn();
       return;
     }
-    const at = Math.max(now() + (base || 0) + Math.random() * (jitter || 0), this[key]);
-    this[key] = at;
-    setTimeout(fn, Math.max(0, at - now()));
+    const t = now();
+    const last = queue.length ? queue[queue.length - 1].at : 0;
+    const at = Math.max(t + base + Math.random() * jitter, last);
+    queue.push({ at, fn });
+    setTimeout(() => this.pump(), Math.max(0, at - t));
   }
 }
 

@@ -209,6 +209,7 @@ export class RealtimeClient extends Emitter {
    * interpolated (when on).
    */
   view(t = now()) {
+    this.connection.pump(t);
     const src = this.interpolate ? this.buffer.sample(this.renderTick(t)) : this.buffer.latest?.entities ?? new Map();
     const out = new Map(src);
     const id = this.avatarId;
