@@ -22,7 +22,7 @@ from arbiter.phases import (DESYNC, ENDED, LAGGING, PAUSED, RUNNING, SETUP, Lobb
 from arbiter.checksums import ChecksumLedger
 from arbiter.lockstep_packets import (BAD_TURN, DUPLICATE, LATE, MAX_AHEAD, MAX_CMD_BYTES,
                                       NOT_IN_GAME, TOO_BIG, adapt_timing)
-from arbiter.room import JoinError, Player
+from arbiter.room import JoinError, Membership, Player
 from protocols import wire
 
 log = Logger()
@@ -32,7 +32,7 @@ ROOM_ENDED = "room_ended"
 CLOSE_ROOM_ENDED = 4004
 
 
-class LockstepRoom:
+class LockstepRoom(Membership):
     """A lockstep room: setup lobby, then turns of master packets."""
 
     mode = "lockstep"
@@ -86,18 +86,6 @@ class LockstepRoom:
     @property
     def tick(self):
         return self.turn
-
-    @property
-    def player_count(self):
-        return sum(1 for p in self.players.values() if not p.is_spectator)
-
-    @property
-    def spectator_count(self):
-        return sum(1 for p in self.players.values() if p.is_spectator)
-
-    @property
-    def empty(self):
-        return not self.players
 
     def describe(self):
         """The room as the lobby lists it."""

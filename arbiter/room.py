@@ -73,7 +73,23 @@ class Player:
 _BUCKETS_FOR = {"say": ("all", "say"), "spawn": ("all", "spawn"), "delete": ("all", "spawn")}
 
 
-class RealtimeRoom:
+class Membership:
+    """What every kind of room says about who is in it (players dict incl. spectators)."""
+
+    @property
+    def player_count(self):
+        return sum(1 for p in self.players.values() if not p.is_spectator)
+
+    @property
+    def spectator_count(self):
+        return sum(1 for p in self.players.values() if p.is_spectator)
+
+    @property
+    def empty(self):
+        return not self.players
+
+
+class RealtimeRoom(Membership):
     """A realtime room: the server simulates, clients predict and reconcile."""
 
     mode = "realtime"
@@ -108,18 +124,6 @@ class RealtimeRoom:
         self.state.collect()
 
     # -- membership ----------------------------------------------------------
-    @property
-    def player_count(self):
-        return sum(1 for p in self.players.values() if not p.is_spectator)
-
-    @property
-    def spectator_count(self):
-        return sum(1 for p in self.players.values() if p.is_spectator)
-
-    @property
-    def empty(self):
-        return not self.players
-
     def new_entity_id(self):
         return next(self._entity_ids)
 
