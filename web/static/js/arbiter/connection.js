@@ -422,7 +422,16 @@ export class Connection extends Emitter {
     const last = queue.length ? queue[queue.length - 1].at : 0;
     const at = Math.max(t + base + Math.random() * jitter, last);
     queue.push({ at, fn });
-    setTimeout(() => this.pump(), Math.max(0, at - t));
+    this._wake(at);
+  }
+
+  /** A timer that pumps at `at` (timers may fire a little early: then try again). */
+  _wake(at) {
+    setTimeout(() => {
+      const t = now();
+      this.pump(t);
+      if (t < at) this._wake(at);
+    }, Math.max(0, Math.ceil(at - now())));
   }
 }
 

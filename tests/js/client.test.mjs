@@ -1,0 +1,320 @@
+// Unit tests of the browser client library with a fake WebSocket (node --test).
+// Run by tests/test_js_client.py; the browser tests cover it against a real server.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import {
+  applyMergePatch,
+  Connection,
+  RealtimeClient,
+  StateBuffer,
+  TickClock,
+  stepAvatar,
+} from "../../web/static/js/arbiter-client.js";
+
+const WORLD = { size: 40, speed: 5, avatar_speed: 8, tag_radius: 2, max_cubes: 16, max_players: 16 };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+class FakeSocket {
+  static all = [];
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    this.protocol = protocols[0];
+    this.readyState = 0;
+    this.sent = [];
+    FakeSocket.all.push(this);
+  }
+  static get last() {
+    return FakeSocket.all[FakeSocket.all.length - 1];
+  }
+  send(data) {
+    this.sent.push(JSON.parse(data));
+  }
+  close(code = 1000) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "" });
+  }
+  // -- driven by the test --
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  receive(msg) {
+    this.onmessage?.({ data: JSON.stringify(msg) });
+  }
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "" });
+  }
+  sentOf(t) {
+    return this.sent.filter((m) => m.t === t);
+  }
+}
+
+class MemoryStorage {
+  constructor() {
+    this.map = new Map();
+  }
+  getItem(k) {
+    return this.map.has(k) ? this.map.get(k) : null;
+  }
+  setItem(k, v) {
+    this.map.set(k, String(v));
+  }
+  removeItem(k) {
+    this.map.delete(k);
+  }
+}
+
+function options(extra = {}) {
+  return {
+    url: "ws://test/ws",
+    room: "r1",
+    name: "ada",
+    storage: new MemoryStorage(),
+    WebSocket: FakeSocket,
+    pingInterval: 0,
+    backoff: { min: 1, max: 4 },
+    ...extra,
+  };
+}
+
+function welcome(extra = {}) {
+  return { t: "welcome", you: "p1", name: "ada", room: "r1", token: "tok-1", tick: 10, rate: 20, ack: 0, world: WORLD, ...extra };
+}
+
+function snapshot(tick, ack, avatarPos = [0, 0.5, 0], extra = {}) {
+  return {
+    t: "snapshot",
+    tick,
+    ack,
+    state: {
+      entities: { 1: { kind: "avatar", owner: "p1", pos: avatarPos, color: "#ff0000" }, ...extra },
+      players: { p1: { name: "ada", connected: true, ping: 0, score: 0 } },
+    },
+  };
+}
+
+async function joined(extra = {}) {
+  const client = new RealtimeClient(options(extra));
+  const done = client.connect();
+  await sleep(0);
+  const ws = FakeSocket.last;
+  ws.open();
+  ws.receive(welcome());
+  ws.receive(snapshot(10, 0));
+  await done;
+  return { client, ws };
+}
+
+test("merge patch follows the RFC 7386 examples", () => {
+  const cases = [
+    [{ a: "b" }, { a: "c" }, { a: "c" }],
+    [{ a: "b" }, { b: "c" }, { a: "b", b: "c" }],
+    [{ a: "b" }, { a: null }, {}],
+    [{ a: "b", b: "c" }, { a: null }, { b: "c" }],
+    [{ a: ["b"] }, { a: "c" }, { a: "c" }],
+    [{ a: "c" }, { a: ["b"] }, { a: ["b"] }],
+    [{ a: { b: "c" } }, { a: { b: "d", c: null } }, { a: { b: "d" } }],
+    [{ a: [{ b: "c" }] }, { a: [1] }, { a: [1] }],
+    [["a", "b"], ["c", "d"], ["c", "d"]],
+    [{ a: "b" }, ["c"], ["c"]],
+    [{ a: "foo" }, null, null],
+    [{ a: "foo" }, "bar", "bar"],
+    [{ e: null }, { a: 1 }, { e: null, a: 1 }],
+    [[1, 2], { a: "b", c: null }, { a: "b" }],
+    [{}, { a: { bb: { ccc: null } } }, { a: { bb: {} } }],
+  ];
+  for (const [target, patch, want] of cases) {
+    assert.deepEqual(applyMergePatch(structuredClone(target), patch), want);
+  }
+});
+
+test("hello carries v, room, name; welcome stores the token; the next connection resumes with it", async () => {
+  const storage = new MemoryStorage();
+  const conn = new Connection(options({ storage }));
+  const first = conn.connect();
+  await sleep(0);
+  const ws = FakeSocket.last;
+  assert.deepEqual(ws.protocols, ["arbiter.v1.json"]);
+  ws.open();
+  assert.deepEqual(ws.sent[0], { t: "hello", v: 1, room: "r1", name: "ada" });
+  ws.receive(welcome({ ack: 7 }));
+  assert.equal((await first).you, "p1");
+  assert.equal(storage.getItem("arbiter.token.r1"), "tok-1");
+  assert.equal(conn.sendInput({ t: "spawn" }), 8, "seq continues above the ack in welcome");
+
+  ws.drop(1006);
+  assert.equal(conn.status, "reconnecting");
+  await sleep(20);
+  const ws2 = FakeSocket.last;
+  assert.notEqual(ws2, ws);
+  ws2.open();
+  assert.equal(ws2.sent[0].token, "tok-1");
+  ws2.receive(welcome({ ack: 3 }));
+  assert.equal(conn.sendInput({ t: "spawn" }), 9, "seq never goes back, even if ack is lower");
+  conn.close();
+});
+
+test("a bad token is forgotten and the client joins afresh; a takeover does not reconnect", async () => {
+  const storage = new MemoryStorage();
+  storage.setItem("arbiter.token.r1", "dead");
+  const conn = new Connection(options({ storage }));
+  conn.connect();
+  await sleep(0);
+  let ws = FakeSocket.last;
+  ws.open();
+  assert.equal(ws.sent[0].token, "dead");
+  ws.receive({ t: "error", code: "bad_token", msg: "dead token" });
+  ws.drop(4001);
+  await sleep(10);
+  ws = FakeSocket.last;
+  ws.open();
+  assert.equal(ws.sent[0].token, undefined);
+  ws.receive(welcome());
+  ws.drop(4000);
+  await sleep(10);
+  assert.equal(conn.status, "taken_over");
+  assert.equal(FakeSocket.last, ws, "no new socket after a takeover");
+});
+
+test("the latency simulator delays sends and keeps their order", async () => {
+  const conn = new Connection(options({ latency: { send: 30, recv: 0, jitter: 20 } }));
+  conn.connect();
+  await sleep(0);
+  const ws = FakeSocket.last;
+  ws.open();
+  await sleep(60);
+  ws.receive(welcome()); // jitter applies to receiving too
+  await sleep(30);
+  assert.equal(conn.status, "open");
+  for (let i = 0; i < 5; i++) conn.sendInput({ t: "say", text: `m${i}` });
+  assert.equal(ws.sentOf("say").length, 0, "nothing leaves before the delay");
+  await sleep(70);
+  assert.deepEqual(ws.sentOf("say").map((m) => m.text), ["m0", "m1", "m2", "m3", "m4"]);
+  conn.close();
+});
+
+test("a key press moves the own avatar at once; an agreeing server causes no correction", async () => {
+  const { client, ws } = await joined();
+  assert.deepEqual(client.predictedPosition(), [0, 0.5, 0]);
+  client.setDirection(1, 0);
+  const moves = ws.sentOf("move");
+  assert.equal(moves.length, 1, "the first sample goes out on the press");
+  assert.deepEqual(moves[0].dir, [1, 0]);
+  const [x] = client.predictedPosition();
+  assert.ok(x > 0.2, `predicted x ${x} moved at once`);
+  await sleep(120);
+  client.setDirection(0, 0);
+  const all = ws.sentOf("move");
+  assert.ok(all.length >= 3, `sampled at ~30 Hz: ${all.length} moves`);
+  assert.ok(all.every((m) => m.dt >= 1 && m.dt <= 250));
+  // The server applies the same moves with the same function.
+  let sx = 0;
+  let sz = 0;
+  const after = [];
+  for (const m of all) {
+    [sx, sz] = stepAvatar(sx, sz, m.dir[0], m.dir[1], m.dt, 8, 40);
+    after.push([sx, 0.5, sz]);
+  }
+  const predicted = client.predictedPosition();
+  // ack half way: the client replays the rest on top.
+  ws.receive({ t: "delta", tick: 11, ack: all[1].seq, patch: { entities: { 1: { pos: after[1] } } } });
+  assert.deepEqual(client.predictedPosition(), predicted);
+  ws.receive({ t: "delta", tick: 12, ack: all[all.length - 1].seq, patch: { entities: { 1: { pos: [sx, 0.5, sz] } } } });
+  assert.deepEqual(client.predictedPosition(), [sx, 0.5, sz]);
+  assert.deepEqual(predicted, [sx, 0.5, sz]);
+  assert.equal(client.correctionCount, 0);
+  assert.equal(client.backlog, 0);
+  client.close();
+});
+
+test("reconciliation replays unacked moves on the server's position; small errors blend, large ones snap", async () => {
+  const { client, ws } = await joined({ blendTime: 50 });
+  client.setDirection(0, 1);
+  client.setDirection(0, 0);
+  const [m] = ws.sentOf("move");
+  // The server says we were somewhere else before that move (say, pushed by a rule).
+  ws.receive({ t: "delta", tick: 11, ack: 0, patch: { entities: { 1: { pos: [0.5, 0.5, 0] } } } });
+  assert.equal(client.correctionCount, 1);
+  const [x, , z] = client.predictedPosition();
+  assert.ok(x < 0.5 && x > 0, `blending from the old prediction: x=${x}`);
+  await sleep(400);
+  const expected = stepAvatar(0.5, 0, 0, 1, m.dt, 8, 40);
+  assert.deepEqual(client.predictedPosition(), [expected[0], 0.5, expected[1]]);
+  ws.receive({ t: "delta", tick: 12, ack: m.seq, patch: { entities: { 1: { pos: [15, 0.5, 15] } } } });
+  assert.deepEqual(client.predictedPosition(), [15, 0.5, 15], "a large error snaps");
+  assert.equal(client.correctionCount, 2);
+  assert.ok(z >= 0);
+  client.close();
+});
+
+test("reject takes a move out of the prediction; correct resets the base", async () => {
+  const { client, ws } = await joined({ blendTime: 20 });
+  client.setDirection(1, 0);
+  client.setDirection(0, 0);
+  const [m] = ws.sentOf("move");
+  assert.ok(client.predictedPosition()[0] > 0);
+  ws.receive({ t: "reject", seq: m.seq, code: "rate_limited", msg: "slow down" });
+  await sleep(400); // the blend is visual only
+  assert.deepEqual(client.predictedPosition(), [0, 0.5, 0]);
+  ws.receive({ t: "correct", id: 1, pos: [3, 0.5, 4], reason: "speed", seq: m.seq });
+  await sleep(400);
+  assert.deepEqual(client.predictedPosition(), [3, 0.5, 4]);
+  // A state older than the correction does not undo it.
+  ws.receive({ t: "delta", tick: 11, ack: 0, patch: {} });
+  assert.deepEqual(client.predictedPosition(), [3, 0.5, 4]);
+  client.close();
+});
+
+test("others are interpolated between timestamped states; deltas merge into the mirror", async () => {
+  const { client, ws } = await joined();
+  ws.receive({
+    t: "delta",
+    tick: 11,
+    ack: 0,
+    patch: { entities: { 2: { kind: "cube", owner: "p2", pos: [0, 0.5, 0], color: "#00ff00", to: [4, 0] } } },
+  });
+  ws.receive({ t: "delta", tick: 13, ack: 0, patch: { entities: { 2: { pos: [2, 0.5, 0] } } } });
+  ws.receive({ t: "delta", tick: 15, ack: 0, patch: { entities: { 2: { pos: [4, 0.5, 0], to: null } } } });
+  assert.deepEqual(client.state.entities[2], { kind: "cube", owner: "p2", pos: [4, 0.5, 0], color: "#00ff00" });
+  const at12 = client.buffer.sample(12).get("2");
+  assert.deepEqual(at12.pos, [1, 0.5, 0]);
+  assert.equal(client.buffer.sample(10.5).get("2"), undefined, "not born yet");
+  ws.receive({ t: "delta", tick: 16, ack: 0, patch: { entities: { 2: null } } });
+  assert.ok(client.buffer.sample(15.5).get("2"), "drawn until the frame that removed it");
+  assert.equal(client.buffer.sample(16).get("2"), undefined);
+  client.interpolate = false;
+  assert.equal(client.view().get("2"), undefined);
+  client.close();
+});
+
+test("the tick clock takes the least delayed arrival as its base and measures the spread", () => {
+  const clock = new TickClock(20);
+  clock.observe(100, 5000 + 10); // 10 ms late
+  clock.observe(101, 5050);
+  clock.observe(102, 5100 + 30);
+  assert.equal(clock.base, 5000 - 100 * 50);
+  assert.equal(clock.tickAt(5100), 102);
+  assert.ok(clock.spread >= 10 && clock.spread <= 30);
+  const buf = new StateBuffer();
+  buf.push(5, { 1: { pos: [0, 0, 0] } });
+  buf.push(5, { 1: { pos: [1, 0, 0] } }); // a resent snapshot replaces the frame
+  assert.equal(buf.frames.length, 1);
+});
+
+test("order splits more than 16 ids; tag sends the tick being drawn", async () => {
+  const { client, ws } = await joined();
+  const ids = Array.from({ length: 20 }, (_, i) => String(i + 10));
+  client.order(ids, [1, 2]);
+  const orders = ws.sentOf("order");
+  assert.deepEqual(orders.map((o) => o.ids.length), [16, 4]);
+  assert.equal(typeof orders[0].ids[0], "number");
+  client.tag("7");
+  const [tag] = ws.sentOf("tag");
+  assert.equal(tag.id, 7);
+  assert.ok(Number.isInteger(tag.view) && tag.view <= 10);
+  client.close();
+});
