@@ -233,8 +233,6 @@ class RealtimeRoom(Membership):
         """Queue a validated numbered input for the next tick; returns how many are queued."""
         self.queue.append((player, msg))
         player.queued += 1
-        if self.metrics is not None:
-            self.metrics.inputs.inc()
         return player.queued
 
     def request_snapshot(self, player):
@@ -293,6 +291,8 @@ class RealtimeRoom(Membership):
         """One simulation tick: inputs, rules, step, and (on state ticks) the patch."""
         self.now = now
         queue, self.queue = self.queue, []
+        if queue and self.metrics is not None:
+            self.metrics.inputs.inc(len(queue))
         for player, msg in queue:
             player.queued -= 1
             if player.id in self.players:

@@ -93,6 +93,22 @@ class TrackedMap(_Tracked, MutableMapping):
         if not self._notified:
             self._mark()
 
+    def set_leaf(self, key, value):
+        """``self[key] = value`` for a value that is a number, string, bool or list
+        (never None, a dict or a TrackedMap): the same tracking, less work. For
+        per-tick hot loops such as a game moving every entity."""
+        data = self._data
+        orig = self._orig
+        if key not in orig:
+            old = data.get(key, _MISSING)
+            if isinstance(old, _Tracked):
+                self[key] = value
+                return
+            orig[key] = old
+        data[key] = value
+        if not self._notified:
+            self._mark()
+
     def __delitem__(self, key):
         old = self._data.pop(key)
         if key not in self._orig:

@@ -222,10 +222,10 @@ class CubeGame(Game):
                 z = z + ddz * f
             cube.x = x
             cube.z = z
-            cube.node["pos"] = [
+            cube.node.set_leaf("pos", [
                 _floor(x * 100 + 0.5) / 100 if x >= 0 else -(_floor(-x * 100 + 0.5) / 100),
                 Y,
-                _floor(z * 100 + 0.5) / 100 if z >= 0 else -(_floor(-z * 100 + 0.5) / 100)]
+                _floor(z * 100 + 0.5) / 100 if z >= 0 else -(_floor(-z * 100 + 0.5) / 100)])
         for cube in arrived:
             cube.to = None
             del cube.node["to"]

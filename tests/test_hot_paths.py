@@ -1,0 +1,78 @@
+"""The fast paths taken for speed give the same results as the plain ones."""
+
+import copy
+import math
+import random
+
+from hypothesis import given, settings, strategies as st
+
+from arbiter.movement import round2, step_toward
+from arbiter.state import TrackedMap, apply_merge_patch
+
+keys = st.sampled_from(["a", "b", "1"])
+leaves = st.one_of(st.integers(-3, 3), st.text(max_size=2), st.lists(st.integers(0, 2), max_size=2))
+values = st.recursive(leaves, lambda inner: st.dictionaries(keys, inner, max_size=2), max_leaves=4)
+ops = st.lists(st.one_of(
+    st.tuples(st.just("set"), st.lists(keys, max_size=2), keys, values),
+    st.tuples(st.just("leaf"), st.lists(keys, max_size=2), keys, leaves),
+    st.tuples(st.just("del"), st.lists(keys, max_size=2), keys),
+    st.just(("collect",))), max_size=30)
+
+
+def _walk(root, path):
+    node = root
+    for k in path:
+        nxt = node.get(k)
+        if not isinstance(nxt, TrackedMap):
+            return node
+        node = nxt
+    return node
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_set_leaf_tracks_like_setitem(script):
+    """Mixing set_leaf with item assignment and deletion, patches still replay exactly."""
+    root = TrackedMap({"e": {}})
+    mirror = copy.deepcopy(root.snapshot())
+    root.collect()
+    for op in script + [("collect",)]:
+        if op[0] == "set":
+            _walk(root, op[1])[op[2]] = copy.deepcopy(op[3])
+        elif op[0] == "leaf":
+            _walk(root, op[1]).set_leaf(op[2], copy.deepcopy(op[3]))
+        elif op[0] == "del":
+            _walk(root, op[1]).pop(op[2], None)
+        else:
+            mirror = apply_merge_patch(mirror, root.collect())
+            assert mirror == root.snapshot()
+
+
+def test_inlined_cube_step_matches_movement():
+    """CubeGame.step's inlined arithmetic equals step_toward + round2 bit for bit."""
+    from arbiter.games import cubes
+
+    class Node(dict):
+        def set_leaf(self, k, v):
+            self[k] = v
+
+    class FakeWorld:
+        speed = 5.0
+
+    rng = random.Random(7)
+    game = cubes.CubeGame.__new__(cubes.CubeGame)
+    game.world = FakeWorld()
+    for _ in range(2000):
+        x, z = rng.uniform(-50, 50), rng.uniform(-50, 50)
+        to = [round2(rng.uniform(-50, 50)), round2(rng.uniform(-50, 50))]
+        if rng.random() < 0.1:
+            to = [round2(x + rng.uniform(-0.3, 0.3)), round2(z)]
+        cube = cubes.Cube(1, "p1", x, z, Node())
+        cube.to = to
+        game.moving = {1: cube}
+        cube.node["to"] = to
+        game.step(0.05)
+        ex, ez, done = step_toward(x, z, to[0], to[1], 0.25)
+        assert (cube.x, cube.z) == (ex, ez)
+        assert repr(cube.node["pos"]) == repr([round2(ex), cubes.Y, round2(ez)])
+        assert (1 in game.moving) == (not done)
