@@ -358,3 +358,25 @@ def test_overlay_and_screenshot(players, room):
         assert r["corrections/s"] == "0"
     assert int(readings["150ms_still"]["ping"].split()[0]) >= 300
     assert int(readings["0ms_moving"]["ping"].split()[0]) < 150
+
+
+def test_name_is_asked_once_and_remembered(browser, server, room):
+    """Without ?name= the page asks for a name once; after a reload it joins under it without asking."""
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto("%s/?room=%s" % (server.base, room))
+        page.wait_for_selector("#name-dialog[open]")
+        page.fill("#name-input", "Grace")
+        page.click("#name-dialog button[type=submit]")
+        page.wait_for_function("window.arbiterDemo.ready && window.arbiterDemo.client.connection.name === 'Grace'")
+        assert "Grace" in page.text_content("#players")
+        page.reload()
+        page.wait_for_function("window.arbiterDemo && window.arbiterDemo.ready")
+        assert not page.is_visible("#name-dialog")
+        assert page.evaluate("window.arbiterDemo.client.connection.name") == "Grace"
+    finally:
+        context.close()
+    assert not errors
