@@ -21,8 +21,11 @@ import collections
 import json
 import os
 import random
+import re
 import sys
 import time
+
+import msgpack
 
 from twisted.internet import defer, task
 
@@ -102,6 +105,16 @@ class Bot(ArbiterClient):
         self.window_updates = 0
         self.orders_loop = None
         self.msgs_in = 0
+        self.skim = False        # --decode-every: count state messages, do not decode
+
+    def skimmed(self, ack):
+        self.msgs_in += 1
+        self.updates += 1
+        self.window_updates += 1
+        self.ack = ack
+        pending = self.pending
+        while pending and pending[0][0] <= ack:
+            pending.popleft()
 
     def send(self, msg):
         payload, binary = wire.encode(msg, self.encoding)
@@ -184,7 +197,8 @@ class LoadTest:
     @defer.inlineCallbacks
     def run(self):
         o = self.o
-        result = {"N": o.clients, "R": o.room_size, "encoding": o.encoding, "url": o.url}
+        result = {"N": o.clients, "R": o.room_size, "encoding": o.encoding, "url": o.url,
+                  "sync": o.sync, "decode_every": o.decode_every}
         if self.server:
             result["rss_idle_mb"] = self.server.rss_mb()
         progress = task.LoopingCall(self.progress)
@@ -268,6 +282,7 @@ class LoadTest:
                        self.reactor)
         for b in live:
             b.cube_ids = sorted(b.my_cubes())
+            b.skim = b.index % self.o.decode_every != 0
 
     def _sample(self, live):
         return {
@@ -373,6 +388,32 @@ def _r(v):
     return None if v is None else round(v, 2)
 
 
+_JSON_HEAD = re.compile(rb'\{"t":"(?:delta|snapshot)","tick":\d+,"ack":(\d+)')
+
+
+def peek_ack(payload, is_binary):
+    """The ``ack`` of a state message without decoding its patch (``--decode-every``
+    probe only); None for any other message."""
+    if not is_binary:
+        m = _JSON_HEAD.match(payload)
+        return int(m.group(1)) if m else None
+    u = msgpack.Unpacker(raw=False)
+    u.feed(payload)
+    try:
+        n = u.read_map_header()
+        fields = {}
+        for _ in range(min(n, 3)):
+            k = u.unpack()
+            if k in ("patch", "state"):
+                break
+            fields[k] = u.unpack()
+    except Exception:
+        return None
+    if fields.get("t") in ("delta", "snapshot") and isinstance(fields.get("ack"), int):
+        return fields["ack"]
+    return None
+
+
 def masked_frame(opcode, payload, _urandom=os.urandom):
     """A client's WebSocket frame (RFC 6455 5.2): FIN, ``opcode``, masked ``payload``."""
     n = len(payload)
@@ -447,6 +488,16 @@ class BotProtocol(ArbiterClientProtocol):
                     return
         self._rest = buf[i:] if i < n else b""
 
+    def onMessage(self, payload, isBinary):
+        client = self.client
+        if client.skim:
+            ack = peek_ack(payload, isBinary)
+            if ack is not None:
+                client.bytes_in += len(payload)
+                client.skimmed(ack)
+                return
+        super().onMessage(payload, isBinary)
+
     def send_fast(self, payload, is_binary):
         if self.fast and self.state == self.STATE_OPEN:
             write_now(self.transport, masked_frame(2 if is_binary else 1, payload))
@@ -508,6 +559,10 @@ def parser():
     p.add_argument("--concurrency", type=int, default=10, help="joins in flight (default 10)")
     p.add_argument("--server-pid", type=int, default=None,
                    help="read this process's CPU (over the window) and RSS from /proc")
+    p.add_argument("--decode-every", type=int, default=1, metavar="K",
+                   help="NOT the scenario: after spawning only every K-th bot decodes and "
+                        "measures latency, the others count state messages (a probe of the "
+                        "server when one process cannot decode everything; default 1)")
     p.add_argument("--autobahn-framing", action="store_true",
                    help="let Autobahn frame every message (slower; see docs/LOADTEST.md)")
     p.add_argument("--progress-interval", type=float, default=1.0)

@@ -83,6 +83,8 @@ def run_arbiter(n, r, args):
               "--duration", str(args.duration), "--server-pid", str(server.pid), "-q"]
         if args.sync != "state":
             lt += ["--sync", args.sync]
+        if args.decode_every != 1:
+            lt += ["--decode-every", str(args.decode_every)]
         limit = 60 * 2 + args.warmup + args.duration + 30
         p = subprocess.run(lt, capture_output=True, text=True, timeout=limit, cwd=ROOT)
         if p.returncode != 0 or not p.stdout.strip():
@@ -103,7 +105,7 @@ def run_arbiter(n, r, args):
 
 
 def run_colyseus(n, r, args):
-    env = dict(os.environ, QUIET_MAX=str(args.quiet_max),
+    env = dict(os.environ, QUIET_MAX=str(args.quiet_max), DECODE_EVERY=str(args.decode_every),
                WARMUP=str(int(args.warmup)), WINDOW=str(int(args.duration)))
     p = subprocess.run(["./run.sh", str(n), str(r)], cwd=args.colyseus, capture_output=True,
                        text=True, env=env, timeout=400)
@@ -172,6 +174,9 @@ def main(argv=None):
     p.add_argument("--passes", type=int, default=1)
     p.add_argument("--encoding", default="msgpack", choices=("json", "msgpack"))
     p.add_argument("--sync", default="state", choices=("state", "intent"))
+    p.add_argument("--decode-every", type=int, default=1, metavar="K",
+                   help="NOT the scenario: only every K-th bot decodes (a server probe; "
+                        "passed to Colyseus as DECODE_EVERY too)")
     p.add_argument("--colyseus", default=None,
                    help="a copy of peer/colyseus with npm ci done: alternate with it")
     p.add_argument("--warmup", type=float, default=5)
@@ -243,7 +248,7 @@ def summarize(paths, points=None):
     kept = {}
     for x in rows:   # the last attempt of each (point, pass, server, tag) run
         kept[(x["point"], x.get("pass_"), x["server"], x.get("tag"), x.get("sync"),
-              x.get("encoding"))] = x
+              x.get("encoding"), x.get("decode_every"))] = x
     pts = points or list(dict.fromkeys(x["point"] for x in rows))
     return table(list(kept.values()), pts)
 
