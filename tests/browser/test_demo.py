@@ -312,7 +312,7 @@ def test_overlay_and_screenshot(players, room):
     key, sign = direction_to_centre(a)
     x0 = drawn(a, a.avatar_id)["pos"][0]
     a.page.keyboard.down(key)
-    a.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 1.5", [a.avatar_id, x0, sign])
+    a.wait("([id, x0, s]) => (window.arbiterDemo.screenPos(id).pos[0] - x0) * s > 6", [a.avatar_id, x0, sign])
     readings["0ms_moving"] = a.overlay()
     a.page.keyboard.up(key)
     a.wait("() => window.arbiterDemo.client.backlog === 0 && window.arbiterDemo.cameraSettled()")
