@@ -380,3 +380,20 @@ def test_name_is_asked_once_and_remembered(browser, server, room):
     finally:
         context.close()
     assert not errors
+
+
+def test_dropped_link_reconnects_as_the_same_player(players, room):
+    """When the socket drops, the page says so, reconnects with its token and keeps its player and cubes."""
+    a = players(room, "Alice")
+    b = players(room, "Bob")
+    you, avatar = a.you, a.avatar_id
+    cube = spawn_cube(a)
+    a.js("() => { window.__statuses = []; window.arbiterDemo.client.on('status', s => window.__statuses.push(s)); }")
+    # Fault injection: the link goes away under the page (as a network drop would).
+    a.js("() => window.arbiterDemo.client.connection._ws.close()")
+    a.wait("() => window.__statuses.includes('reconnecting')")
+    b.wait("you => window.arbiterDemo.client.state.players[you] && !window.arbiterDemo.client.state.players[you].connected", you)
+    a.wait("() => window.__statuses[window.__statuses.length - 1] === 'open'", timeout=15000)
+    assert a.you == you
+    a.wait("([id, cube]) => window.arbiterDemo.client.avatarId === id && window.arbiterDemo.ownCubes().includes(cube)", [avatar, cube])
+    b.wait("you => window.arbiterDemo.client.state.players[you].connected", you)
