@@ -320,8 +320,8 @@ def test_overlay_and_screenshot(players, room):
     a.page.mouse.up()
     a.wait("n => window.arbiterDemo.selected().length === n", len(cubes))
     me = drawn(a, a.avatar_id)["pos"]
-    tx = me[0] - 7 if me[0] > 0 else me[0] + 7
-    tz = me[2] - 2 if me[2] > 0 else me[2] + 2
+    tx = me[0] - 12 if me[0] > 0 else me[0] + 12
+    tz = me[2] - 3 if me[2] > 0 else me[2] + 3
     t = screen_of(a, tx, tz)
     a.page.mouse.click(t["x"], t["y"], button="right")
     a.wait("() => window.arbiterDemo.marker()")
