@@ -5,7 +5,10 @@ read only to learn where things are drawn and what the client holds.
 """
 
 import json
+import uuid
 from pathlib import Path
+
+from conftest import ArbiterProcess, Player
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -406,3 +409,45 @@ def test_dropped_link_reconnects_as_the_same_player(players, room):
     assert a.you == you
     a.wait("([id, cube]) => window.arbiterDemo.client.avatarId === id && window.arbiterDemo.ownCubes().includes(cube)", [avatar, cube])
     b.wait("you => window.arbiterDemo.client.state.players[you].connected", you)
+
+
+def _walk(player, avatar, other, axis, keys, stop_within):
+    """Hold the arrow key toward `other` along axis 0 (x) or 2 (z) until within stop_within."""
+    expr = """([me, other, axis, d]) => { const s = window.arbiterDemo.screenPos;
+                 return Math.abs(s(me).pos[axis] - s(other).pos[axis]) < d; }"""
+    if player.js(expr, [avatar, other, axis, stop_within]):
+        return
+    me = drawn(player, avatar)["pos"][axis]
+    there = drawn(player, other)["pos"][axis]
+    key = keys[1] if there > me else keys[0]
+    player.page.keyboard.down(key)
+    player.wait(expr, [avatar, other, axis, stop_within])
+    player.page.keyboard.up(key)
+    player.wait("() => window.arbiterDemo.client.backlog === 0")
+
+
+def test_tag_in_reach_scores_for_everyone_to_see(browser):
+    """Walk up to another player's avatar and click it: both pages see the tag and the score."""
+    srv = ArbiterProcess("--tag-radius", "3")
+    try:
+        room = "tag-" + uuid.uuid4().hex[:8]
+        a = Player(browser, srv, room, "Alice")
+        b = Player(browser, srv, room, "Bob")
+        try:
+            me, other = a.avatar_id, b.avatar_id
+            a.page.mouse.move(640, 400)
+            a.page.mouse.wheel(0, 3000)  # the whole plane in view
+            a.wait("id => window.arbiterDemo.screenPos(id)", other)
+            _walk(a, me, other, 0, ("ArrowLeft", "ArrowRight"), 2.2)
+            _walk(a, me, other, 2, ("ArrowUp", "ArrowDown"), 1.0)
+            click_entity(a, other)
+            for p in (a, b):
+                p.wait("() => document.querySelector('#log').textContent.includes('Alice tagged Bob')")
+                p.wait("you => window.arbiterDemo.client.state.players[you].score === 1", a.you)
+            assert "1 ·" in a.page.text_content("#players li:first-child")
+            assert not a.errors and not b.errors, a.errors + b.errors
+        finally:
+            a.close()
+            b.close()
+    finally:
+        srv.stop()

@@ -210,7 +210,8 @@ function boxSelect(d) {
 }
 
 function clickAt(x, y, shift) {
-  const id = view.pick(x, y);
+  // What you can act on wins over what is in front of it (your own avatar, others' cubes).
+  const id = view.pick(x, y, (e) => isOwnCube(e) || isOtherAvatar(e));
   if (id !== null && isOwnCube(id)) {
     if (shift) {
       if (selected.has(id)) selected.delete(id);

@@ -245,11 +245,11 @@ export class WorldView {
     return new THREE.Vector2(((clientX - r.left) / r.width) * 2 - 1, -((clientY - r.top) / r.height) * 2 + 1);
   }
 
-  /** The entity under a screen point: its id, or null. */
-  pick(clientX, clientY) {
+  /** The nearest entity under a screen point that passes `accept(id)`: its id, or null. */
+  pick(clientX, clientY, accept = () => true) {
     this.raycaster.setFromCamera(this._ndc(clientX, clientY), this.camera);
     const bodies = [...this.entities.values()].map((r) => r.body);
-    const hit = this.raycaster.intersectObjects(bodies, false)[0];
+    const hit = this.raycaster.intersectObjects(bodies, false).find((h) => accept(h.object.userData.entityId));
     return hit ? hit.object.userData.entityId : null;
   }
 
