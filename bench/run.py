@@ -132,6 +132,12 @@ def other_cpu(row):
     return None
 
 
+def acceptable(row, other, max_other):
+    """A run counts if it ran and nothing else used more than ``max_other`` CPU."""
+    return "error" not in row and not isinstance(row.get("failed"), str) \
+        and other is not None and other <= max_other
+
+
 def med(rows, key):
     vals = [x[key] for x in rows if isinstance(x.get(key), (int, float))]
     return statistics.median(vals) if vals else None
@@ -195,7 +201,7 @@ def main(argv=None):
                    help="only print the table of these results files")
     args = p.parse_args(argv)
     if args.summarize:
-        print(summarize(args.summarize))
+        print(summarize(args.summarize, args.max_other))
         return 0
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
@@ -214,12 +220,11 @@ def main(argv=None):
                     try:
                         row = fn(n, r, args)
                     except Exception as e:
-                        row = {"server": name, "failed": str(e)}
+                        row = {"server": name, "error": str(e)}
                     other = other_cpu(row)
                     row.update(point=pt, pass_=pas, attempt=attempt, tag=args.tag,
                                at=time.strftime("%H:%M:%S"), other=other,
-                               accepted="failed" not in row and other is not None
-                               and other <= args.max_other,
+                               accepted=acceptable(row, other, args.max_other),
                                encoding=args.encoding if name == "arbiter" else "schema",
                                sync=args.sync if name == "arbiter" else None)
                     if waited is not None:
@@ -229,7 +234,7 @@ def main(argv=None):
                         f.write(json.dumps(row) + "\n")
                     print("%s pass %d %s %s try %d other=%s accepted=%s: %s" % (
                         row["at"], pas, pt, name, attempt, other, row["accepted"],
-                        row.get("failed") or " ".join(
+                        row.get("error") or " ".join(
                             "%s=%s" % (k, row.get(k)) for k, _, _ in COLUMNS)),
                         file=sys.stderr, flush=True)
                     if row["accepted"] or attempt == args.tries:
@@ -239,18 +244,17 @@ def main(argv=None):
     return 0
 
 
-def summarize(paths, points=None):
-    """The table from results files (``python bench/run.py --summarize FILE...``)."""
+def summarize(paths, max_other=0.2, points=None):
+    """The table from results files (``python bench/run.py --summarize FILE...``):
+    every attempt, accepted again by ``max_other``; medians over the accepted ones."""
     rows = []
     for path in paths:
         with open(path) as f:
             rows += [json.loads(line) for line in f if line.strip()]
-    kept = {}
-    for x in rows:   # the last attempt of each (point, pass, server, tag) run
-        kept[(x["point"], x.get("pass_"), x["server"], x.get("tag"), x.get("sync"),
-              x.get("encoding"), x.get("decode_every"))] = x
+    for x in rows:
+        x["accepted"] = acceptable(x, other_cpu(x), max_other)
     pts = points or list(dict.fromkeys(x["point"] for x in rows))
-    return table(list(kept.values()), pts)
+    return table(rows, pts)
 
 
 if __name__ == "__main__":
