@@ -8,9 +8,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE = shutil.which("node")
+assert NODE, "node is not on the PATH (the JS parity and unit tests need it)"
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_js_client_unit_tests():
     """node --test runs the JS client tests (merge patch, reconnection, prediction, interpolation)."""
     files = sorted(str(p) for p in (ROOT / "tests" / "js").glob("*.test.mjs"))

@@ -13,6 +13,7 @@ from arbiter.lockstep_game import DemoGame, fnv1a, xorshift32
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "lockstep_cases.mjs"
 NODE = shutil.which("node")
+assert NODE, "node is not on the PATH (the JS parity and unit tests need it)"
 
 
 def _games(n=40, turns=150, seed=4242):
@@ -52,7 +53,6 @@ def _python(game):
     return sums
 
 
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_js_and_python_agree_on_every_checksum():
     """40 seeded games of 150 turns: the JS port's checksum equals Python's after every turn."""
     games = _games()

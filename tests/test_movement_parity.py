@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "js" / "movement_cases.mjs"
 NODE = shutil.which("node")
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed")
+assert NODE, "node is not on the PATH (the JS parity and unit tests need it)"
 
 
 def _cases(n=6000, seed=20261122):

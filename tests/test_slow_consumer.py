@@ -45,7 +45,6 @@ def test_stalled_reader_is_skipped_then_resynced(make_server):
     mover.start(0.2)
     slow.proto.transport.pauseProducing()          # the slow client stops reading
     yield until(lambda: server_side.congested)
-    skips_before = server.service.metrics.slow_skips._value.get()
     start = len(ticks)
     yield until(lambda: len(ticks) >= start + 20)  # 20 more state ticks go by
     mover.stop()
@@ -53,7 +52,7 @@ def test_stalled_reader_is_skipped_then_resynced(make_server):
     seen = ticks[start:]
     assert seen == list(range(seen[0], seen[0] + len(seen))), "busy missed a state tick"
     assert server_side.congested_bytes <= server.service.config.send_buffer_limit
-    assert server.service.metrics.slow_skips._value.get() >= skips_before
+    assert server.service.metrics.slow_skips._value.get() >= 1    # counted on /metrics
     assert server.service.rooms.get("main").players[slow.you].needs_snapshot
 
     snapshots = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api  # noqa: E402  (installed by `make test`)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("ARBITER_CHROMIUM", "/usr/bin/chromium")
@@ -31,10 +31,14 @@ VIEWPORT = {"width": 1280, "height": 720}
 # Chromium chatter that is not an error of the page.
 IGNORED_CONSOLE = re.compile(r"GL Driver Message|GPU stall due to ReadPixels|WebGL")
 
+# Browser tests never skip: a missing browser or front-end install is a failure
+# (`make test` installs both).
 if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
-    pytest.skip("no Chromium at %s" % CHROMIUM, allow_module_level=True)
+    pytest.fail("no Chromium at %s: run `make test` (it installs Debian's chromium)" % CHROMIUM,
+                pytrace=False)
 if not (ROOT / "web" / "node_modules" / "three" / "build").is_dir():
-    pytest.skip("three.js is not installed: run npm ci --prefix web", allow_module_level=True)
+    pytest.fail("three.js is not installed: run npm ci --prefix web (make test does)",
+                pytrace=False)
 
 
 class ArbiterProcess:

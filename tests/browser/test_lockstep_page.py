@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import CHROMIUM, IGNORED_CONSOLE, VIEWPORT  # noqa: F401  (skips without Chromium)
+from conftest import CHROMIUM, IGNORED_CONSOLE, VIEWPORT  # noqa: F401  (fails without Chromium)
 
 
 def _post(base, path, body):
