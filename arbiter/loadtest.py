@@ -441,6 +441,15 @@ class BotProtocol(ArbiterClientProtocol):
 
     fast = True
 
+    def connectionMade(self):
+        super().connectionMade()
+        # Autobahn's client does not turn Nagle off here (it reads the option before
+        # the factory sets it), so small inputs could wait for the previous ACK
+        try:
+            self.transport.setTcpNoDelay(True)
+        except Exception:
+            pass
+
     def onOpen(self):
         self._rest = b""
         self.fast = self.fast and self._perMessageCompress is None
