@@ -62,8 +62,10 @@ def run_arbiter(n, r, args):
            "--world-size", "100", "--cube-speed", "5", "--max-players", str(r),
            "--max-cubes", "4", "--grace", "1"] + args.server_arg
     env = dict(os.environ)
+    if args.server_pythonpath:      # e.g. an older tree, for before/after comparisons
+        env["PYTHONPATH"] = args.server_pythonpath
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              env=env, text=True, cwd=ROOT)
+                              env=env, text=True, cwd=args.server_pythonpath or ROOT)
     try:
         port = None
         deadline = time.time() + 20
@@ -193,6 +195,8 @@ def main(argv=None):
                    help="a run during which other processes used more CPU than this "
                         "(cores) is marked rejected and retried")
     p.add_argument("--tries", type=int, default=3, help="attempts per run (default 3)")
+    p.add_argument("--server-pythonpath", default=None,
+                   help="PYTHONPATH for the server only (run another tree's server)")
     p.add_argument("--server-arg", action="append", default=[],
                    help="extra argument for the server (repeat)")
     p.add_argument("--out", default=None, help="results file (default bench/results/<stamp>.jsonl)")
