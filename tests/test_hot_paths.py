@@ -1,7 +1,6 @@
 """The fast paths taken for speed give the same results as the plain ones."""
 
 import copy
-import math
 import random
 
 from hypothesis import given, settings, strategies as st
