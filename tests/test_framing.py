@@ -81,3 +81,19 @@ def test_pong_reaches_the_player(factory):
     c.received()              # FakeClient answers pings with pongs
     assert c.pongs == 1
     assert c.proto.player.rtt_ms == 0
+
+
+def test_join_with_a_snapshot_over_64k(factory):
+    """The 64 KiB limit is for what clients send: a big room's snapshot still goes out."""
+    a = joined(factory)
+    room = a.proto.room
+    for i in range(1000, 1800):
+        room.state["entities"][str(i)] = {"kind": "cube", "owner": "p1",
+                                          "pos": [12.34, 0.5, -23.45], "to": [1.5, 2.5],
+                                          "color": "#e6194b"}
+    factory.service.tick_once()
+    late = FakeClient(factory, [wire.JSON])
+    msgs = late.hello(name="late")
+    assert [m["t"] for m in msgs[:2]] == ["welcome", "snapshot"]
+    assert len(msgs[1]["state"]["entities"]) > 800
+    assert late.open
