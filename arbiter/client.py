@@ -31,6 +31,11 @@ class ArbiterClientProtocol(WebSocketClientProtocol):
         self.client.encoding = response.protocol or wire.JSON
 
     def onOpen(self):
+        # Autobahn's client reads tcpNoDelay before its factory options apply:
+        # without this, Nagle holds small inputs back behind unacknowledged ones.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.client._opened(self)
 
     def onMessage(self, payload, isBinary):

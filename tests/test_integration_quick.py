@@ -23,3 +23,13 @@ def test_two_players_see_each_others_cubes(server, encoding):
     assert a.entities()[cid]["pos"] == [3, 0.5, 1]
     yield a.close()
     yield b.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_client_sockets_have_nagle_off(server):
+    """The Python client sends small inputs at once (TCP_NODELAY), not held back by Nagle."""
+    import socket
+    a = yield connect(server.url, name="A")
+    sock = a.proto.transport.getHandle()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    yield a.close()
