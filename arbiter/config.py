@@ -30,6 +30,7 @@ class Config:
     interface: str = "127.0.0.1"
     tick_rate: int = 20          # simulation ticks per second
     send_rate: int = 20          # state ticks per second (``rate`` on the wire)
+    tick_spread: int = 1         # spread the rooms' ticks over this many slots per period
     grace: float = 30.0          # seconds a disconnected player is kept
     max_message_size: int = 65536
     secret: bytes = b""          # token signing key; random per start when empty
@@ -55,5 +56,7 @@ class Config:
                 "send_rate must divide tick_rate, got tick_rate=%d send_rate=%d"
                 % (self.tick_rate, self.send_rate)
             )
+        if not 1 <= self.tick_spread <= 20:
+            raise ValueError("tick_spread must be in [1, 20], got %r" % (self.tick_spread,))
         if not 1 <= self.world.max_cubes <= 64:
             raise ValueError("max_cubes must be in [1, 64], got %r" % (self.world.max_cubes,))

@@ -23,6 +23,8 @@ class Options(usage.Options):
         ["interface", "i", "127.0.0.1", "interface to listen on"],
         ["tick-rate", None, 20, "simulation ticks per second", int],
         ["send-rate", None, 20, "state ticks per second (divides tick-rate)", int],
+        ["tick-spread", None, 4,
+         "spread the rooms' ticks over this many slots per tick period (1 = all at once)", int],
         ["max-players", None, 16, "players per room", int],
         ["max-cubes", None, 16, "live cubes per player (at most 64)", int],
         ["grace", None, 30.0, "seconds a disconnected player keeps its place", float],
@@ -56,6 +58,7 @@ class Options(usage.Options):
             return Config(
                 port=self["port"], interface=self["interface"],
                 tick_rate=self["tick-rate"], send_rate=self["send-rate"],
+                tick_spread=self["tick-spread"],
                 grace=self["grace"], max_message_size=self["max-message-size"],
                 secret=(self["secret"] or "").encode("utf-8"),
                 recenter_every=self["recenter-every"], world=world,

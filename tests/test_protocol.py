@@ -841,3 +841,29 @@ def test_bad_options_are_usage_errors():
     o.parseOptions(["--tick-rate", "20", "--send-rate", "15"])
     with pytest.raises(usage.UsageError):
         o.config()
+
+
+def test_spread_ticks_every_room_once_per_period(txaio_clock):
+    """With tick_spread, rooms tick in different slots of the period, each at the full rate."""
+    h = make(Config(port=0, tick_spread=4))
+    clients = [h.join(name="p%d" % i, room="r%d" % i) for i in range(6)]
+    rooms = [h.service.rooms.get("r%d" % i) for i in range(6)]
+    assert sorted(r.tick_slot for r in rooms) == [0, 0, 1, 1, 2, 3]
+    ticked_at = {}
+    for _ in range(4):                          # one period = four calls of the loop
+        due = h.service._loop.call.getTime()
+        h.clock.advance(max(0.0, due - h.clock.seconds()) + 1e-9)
+        for r in rooms:
+            if r.tick and r.name not in ticked_at:
+                ticked_at[r.name] = h.clock.seconds()
+    assert [r.tick for r in rooms] == [1] * 6
+    assert len(set(round(t, 4) for t in ticked_at.values())) == 4     # four distinct instants
+    for _ in range(4 * 19):
+        due = h.service._loop.call.getTime()
+        h.clock.advance(max(0.0, due - h.clock.seconds()) + 1e-9)
+    assert [r.tick for r in rooms] == [20] * 6                        # 20 ticks in a second
+    clients[0].send({"t": "spawn", "seq": 1, "at": [0, 0]})
+    for _ in range(4):
+        due = h.service._loop.call.getTime()
+        h.clock.advance(max(0.0, due - h.clock.seconds()) + 1e-9)
+    assert of(clients[0].received(), "delta")[-1]["ack"] == 1
