@@ -250,17 +250,23 @@ class ArbiterClient:
         return None, None
 
 
-def open_socket(url, encoding=wire.JSON, reactor=None, protocols=None):
-    """Open a connection without saying hello; fires with the ArbiterClient."""
-    client = ArbiterClient(reactor)
+def open_socket(url, encoding=wire.JSON, reactor=None, protocols=None, client=None,
+                protocol=None, **protocol_attrs):
+    """Open a connection without saying hello; fires with the ArbiterClient.
+
+    ``client`` reuses a client object (a subclass, say), ``protocol`` is the
+    ArbiterClientProtocol subclass to speak with, and ``protocol_attrs`` are set on it."""
+    client = client if client is not None else ArbiterClient(reactor)
     offers = protocols if protocols is not None else ([encoding] if encoding else [])
     factory = WebSocketClientFactory(url, protocols=offers or None)
     factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
 
     def build(addr):
-        proto = ArbiterClientProtocol()
+        proto = (protocol or ArbiterClientProtocol)()
         proto.factory = factory
         proto.client = client
+        for name, value in protocol_attrs.items():
+            setattr(proto, name, value)
         return proto
 
     factory.buildProtocol = build

@@ -29,9 +29,8 @@ import msgpack
 
 from twisted.internet import defer, task
 
-from autobahn.twisted.websocket import WebSocketClientFactory, connectWS
 
-from arbiter.client import ArbiterClient, ArbiterClientProtocol
+from arbiter.client import ArbiterClient, ArbiterClientProtocol, open_socket
 from arbiter.state import apply_merge_patch
 from protocols import wire
 from protocols.framing import unmask, write_now
@@ -515,20 +514,8 @@ class BotProtocol(ArbiterClientProtocol):
 
 
 def _open(client, url, encoding, fast=True):
-    """Like arbiter.client.open_socket, for an existing client object."""
-    factory = WebSocketClientFactory(url, protocols=[encoding])
-    factory.setProtocolOptions(maxMessagePayloadSize=0, maxFramePayloadSize=0)
-
-    def build(addr):
-        proto = BotProtocol()
-        proto.fast = fast
-        proto.factory = factory
-        proto.client = client
-        return proto
-
-    factory.buildProtocol = build
-    connectWS(factory, timeout=10)
-    return client._opened_d
+    """arbiter.client.open_socket for an existing bot, speaking BotProtocol."""
+    return open_socket(url, encoding, client=client, protocol=BotProtocol, fast=fast)
 
 
 def _bounded(d, timeout, reactor):

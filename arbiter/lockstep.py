@@ -128,14 +128,8 @@ class LockstepRoom(Membership):
 
     def resume(self, body):
         """The player a reconnect token names; returns (player, taken_over)."""
-        player = self.players.get(body.get("pid"))
-        if player is None or player.nonce != body.get("n"):
-            raise JoinError(wire.BAD_TOKEN, "token is dead: the player is gone",
-                            wire.CLOSE_BAD_TOKEN)
-        taken_over = player.connected
-        if taken_over:
-            self.out.close(player, wire.CLOSE_TAKEN_OVER, "taken over by a new connection")
-        else:
+        player, taken_over = self.claim(body)
+        if not taken_over:
             player.connected = True
             player.gone_at = None
             timer = self._drop_timers.pop(player.id, None)

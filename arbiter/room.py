@@ -88,6 +88,19 @@ class Membership:
     def empty(self):
         return not self.players
 
+    def claim(self, body):
+        """The player a reconnect token's body names, its old connection (if still
+        open) closed with 4000. Returns (player, taken_over); JoinError(bad_token)
+        if the player is gone."""
+        player = self.players.get(body.get("pid"))
+        if player is None or player.nonce != body.get("n"):
+            raise JoinError(wire.BAD_TOKEN, "token is dead: the player is gone",
+                            wire.CLOSE_BAD_TOKEN)
+        taken_over = player.connected
+        if taken_over:
+            self.out.close(player, wire.CLOSE_TAKEN_OVER, "taken over by a new connection")
+        return player, taken_over
+
 
 class RealtimeRoom(Membership):
     """A realtime room: the server simulates, clients predict and reconcile."""
@@ -150,13 +163,8 @@ class RealtimeRoom(Membership):
         """The player a valid token names, back from its grace period (or taken over).
 
         Returns (player, taken_over). Raises JoinError(bad_token) if it is gone."""
-        player = self.players.get(body.get("pid"))
-        if player is None or player.nonce != body.get("n"):
-            raise JoinError(wire.BAD_TOKEN, "token is dead: the player is gone", wire.CLOSE_BAD_TOKEN)
-        taken_over = player.connected
-        if taken_over:
-            self.out.close(player, wire.CLOSE_TAKEN_OVER, "taken over by a new connection")
-        else:
+        player, taken_over = self.claim(body)
+        if not taken_over:
             player.connected = True
             player.gone_at = None
             self.gone.pop(player.id, None)
