@@ -17,15 +17,7 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("del"), st.lists(keys, max_size=2), keys),
     st.just(("collect",))), max_size=30)
 
-
-def _walk(root, path):
-    node = root
-    for k in path:
-        nxt = node.get(k)
-        if not isinstance(nxt, TrackedMap):
-            return node
-        node = nxt
-    return node
+from test_state import _walk  # noqa: E402  (the same path walker as the tracker's own test)
 
 
 @settings(max_examples=300, deadline=None)
