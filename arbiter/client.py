@@ -65,6 +65,7 @@ class ArbiterClient:
         self.seq = 0
         self.state = {}
         self.joined = False
+        self.mode = None
         self.messages = deque(maxlen=keep)   # the last ``keep`` messages, in order
         self.events = deque(maxlen=keep)
         self.rejects = deque(maxlen=keep)
@@ -109,6 +110,9 @@ class ArbiterClient:
             self.you, self.token, self.room = msg["you"], msg["token"], msg["room"]
             self.world, self.rate, self.ack, self.tick = msg["world"], msg["rate"], msg["ack"], msg["tick"]
             self.seq = max(self.seq, self.ack)
+            self.mode = msg.get("mode", "realtime")
+            if self.mode != "realtime":
+                self.joined = True      # lockstep rooms send no snapshot (docs/LOCKSTEP.md)
         elif t == "event":
             self.events.append(msg)
         elif t == "reject":
@@ -277,7 +281,8 @@ def open_socket(url, encoding=wire.JSON, reactor=None, protocols=None, client=No
 @defer.inlineCallbacks
 def connect(url, name=None, room="main", encoding=wire.JSON, token=None, reactor=None,
             **hello_extra):
-    """Connect, say hello, and fire with the client once the first snapshot is in.
+    """Connect, say hello, and fire with the client once the first snapshot is in
+    (in a lockstep room, once ``welcome`` is in: those rooms send no snapshot).
 
     Fails with ``JoinRefused`` if the server answers the hello with an error."""
     client = yield open_socket(url, encoding, reactor)

@@ -33,3 +33,12 @@ def test_client_sockets_have_nagle_off(server):
     sock = a.proto.transport.getHandle()
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     yield a.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_connect_joins_a_lockstep_room(server):
+    """connect() fires for a lockstep room too, which answers hello with welcome and no snapshot."""
+    server.service.create_room("duel", mode="lockstep")
+    a = yield connect(server.url, name="A", room="duel")
+    assert a.mode == "lockstep" and a.you and a.room == "duel"
+    yield a.close()
