@@ -33,6 +33,22 @@ def spawn_cube(player):
     )
 
 
+def spawn_clear_cube(player, gap=60, tries=8):
+    """Spawn until a new cube is drawn on screen at least ``gap`` px from everything else
+    drawn (cubes spawn at a random angle around the avatar and may land behind another
+    entity, where a click would pick that one); return its id."""
+    for _ in range(tries):
+        cube = spawn_cube(player)
+        me = drawn(player, cube)
+        others = [player.js("id => window.arbiterDemo.screenPos(id)", i)
+                  for i in player.js("window.arbiterDemo.drawnIds()") if str(i) != str(cube)]
+        inside = gap < me["x"] < 1280 - gap and gap < me["y"] < 720 - gap
+        if inside and all(o is None or (o["x"] - me["x"]) ** 2 + (o["y"] - me["y"]) ** 2 >= gap * gap
+                          for o in others):
+            return cube
+    raise AssertionError("no cube landed clear of the others in %d spawns" % tries)
+
+
 def drawn(player, entity_id):
     """{x, y, pos} where the entity is drawn on this page, or None (once the camera is still)."""
     player.wait("() => window.arbiterDemo.cameraSettled()")
@@ -76,7 +92,7 @@ def test_select_and_send_a_cube(players, room):
     """A clicks its cube, right-clicks the ground; B sees the cube travel and stop at the target."""
     a = players(room, "Alice")
     b = players(room, "Bob")
-    cube = spawn_cube(a)
+    cube = spawn_clear_cube(a)
     b.wait("id => window.arbiterDemo.screenPos(id)", cube)
     start = drawn(b, cube)["pos"]
 
@@ -113,7 +129,7 @@ def test_shift_click_drag_box_and_delete(players, room):
     """Shift-click adds to the selection, a drag box selects several, Delete selected removes them on B too."""
     a = players(room, "Alice")
     b = players(room, "Bob")
-    cubes = [spawn_cube(a) for _ in range(2)]
+    cubes = [spawn_clear_cube(a) for _ in range(2)]
     click_entity(a, cubes[0])
     click_entity(a, cubes[1], shift=True)
     a.wait("ids => ids.every(id => window.arbiterDemo.selected().includes(id))", cubes)
@@ -142,7 +158,7 @@ def test_shift_click_drag_box_and_delete(players, room):
 def test_hovered_cube_changes_colour(players, room):
     """A cube under the mouse is drawn lighter than its owner's colour."""
     a = players(room, "Alice")
-    cube = spawn_cube(a)
+    cube = spawn_clear_cube(a)
     colour = "id => '#' + window.arbiterDemo.view.entities.get(id).material.color.getHexString()"
     base = a.js(colour, cube)
     p = drawn(a, cube)
