@@ -119,8 +119,12 @@ def test_select_and_send_a_cube(players, room):
              return p && e && !e.to && Math.abs(p.pos[0] - m[0]) < 0.011 && Math.abs(p.pos[2] - m[1]) < 0.011; }""",
         [cube, marker],
     )
+    # A quiet room sends no deltas; ask for the whole state at a later tick and check it
+    # still has the cube at the target.
     tick = b.js("window.arbiterDemo.client.tick")
-    b.wait("t => window.arbiterDemo.client.tick >= t + 5", tick)
+    b.js("window.arbiterDemo.client.resync()")
+    b.wait("t => window.arbiterDemo.client.tick > t", tick)
+    assert not b.js("id => window.arbiterDemo.client.state.entities[id].to", cube)
     end = drawn(b, cube)["pos"]
     assert abs(end[0] - marker[0]) < 0.011 and abs(end[2] - marker[1]) < 0.011
 
@@ -235,11 +239,15 @@ def test_other_room_sees_nothing(players, room):
     a = players(room, "Alice")
     cube = spawn_cube(a)
     c = players(room + "-other", "Carol")
+    later = spawn_cube(a)           # room A keeps changing while Carol is connected
+    # Carol's room is quiet (no deltas); her whole state, taken after A's last change:
     tick = c.js("window.arbiterDemo.client.tick")
-    c.wait("t => window.arbiterDemo.client.tick >= t + 10", tick)  # half a second of state ticks
+    c.js("window.arbiterDemo.client.resync()")
+    c.wait("t => window.arbiterDemo.client.tick > t", tick)
     ids = c.js("window.arbiterDemo.drawnIds()")
     assert ids == [c.avatar_id]
-    assert cube not in c.js("Object.keys(window.arbiterDemo.client.state.entities)")
+    for other in (cube, later):
+        assert other not in c.js("Object.keys(window.arbiterDemo.client.state.entities)")
     assert list(c.js("Object.keys(window.arbiterDemo.client.state.players)")) == [c.you]
     assert "Alice" not in c.page.text_content("#players")
 
