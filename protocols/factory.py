@@ -82,16 +82,7 @@ class ArbiterFactory(WebSocketServerFactory):
     # -- the outbox --------------------------------------------------------------
     def send(self, player, msg):
         proto = self.players.get(player.id)
-        if proto is None:
-            return
-        if proto.state == _OPEN and not proto.congested and proto._perMessageCompress is None:
-            # framed here rather than by Autobahn's sendMessage, which also applies
-            # the *incoming* size limit (64 KiB) to what the server sends: a join into
-            # a room whose snapshot is larger would fail
-            payload, binary = wire.encode(msg, proto.encoding)
-            self.count_out(len(payload))
-            write_now(proto.transport, server_frame(payload, binary))
-        else:
+        if proto is not None:
             proto.send_msg(msg)
 
     def broadcast(self, room, msg, exclude=None):

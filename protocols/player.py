@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IPushProducer
 
 from arbiter.room import INPUT_QUEUE_PAUSE, JoinError
 from protocols import wire
+from protocols.framing import server_frame, write_now
 
 log = Logger()
 
@@ -85,8 +86,16 @@ class PlayerProtocol(WebSocketServerProtocol):
                 self._gone = True
                 self.transport.abortConnection()
                 return
+        if self.state != self.STATE_OPEN:
+            return                       # closing: nothing more is read on the other side
         self.factory.count_out(len(payload))
-        self.sendMessage(payload, is_binary)
+        if self._perMessageCompress is None:
+            # Framed here: Autobahn's sendMessage applies the *incoming* size cap
+            # (maxMessagePayloadSize) to what the server sends, so a large snapshot
+            # or lockstep catchup would raise.
+            write_now(self.transport, server_frame(payload, is_binary))
+        else:
+            self.sendMessage(payload, is_binary)
 
     def send_msg(self, msg):
         self.send_payload(*wire.encode(msg, self.encoding))

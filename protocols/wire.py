@@ -24,7 +24,6 @@ CLOSE_TOO_BIG = 1009
 CLOSE_TAKEN_OVER = 4000
 CLOSE_BAD_TOKEN = 4001
 CLOSE_ROOM_FULL = 4003
-CLOSE_SLOW = 4008          # Arbiter's own: the client did not read for too long
 
 # error codes (``error`` messages)
 BAD_MESSAGE = "bad_message"

@@ -97,3 +97,14 @@ def test_join_with_a_snapshot_over_64k(factory):
     assert [m["t"] for m in msgs[:2]] == ["welcome", "snapshot"]
     assert len(msgs[1]["state"]["entities"]) > 800
     assert late.open
+
+
+def test_large_message_to_a_client_whose_socket_is_full(factory):
+    """A message over 64 KiB to a congested client is queued for it, not an error in the tick."""
+    a = joined(factory)
+    a.proto.pauseProducing()                  # the transport's buffer is full
+    big = {"t": "event", "kind": "say", "player": a.proto.player.id, "text": "y" * 70000}
+    factory.send(a.proto.player, big)
+    a.proto.resumeProducing()
+    (msg,) = [m for m in a.received() if m["t"] == "event"]
+    assert msg == big and a.open
