@@ -17,6 +17,7 @@ import os
 from twisted.logger import Logger
 
 from arbiter import phases
+from arbiter.ids import PlayerIds
 from arbiter.phases import (DESYNC, ENDED, LAGGING, PAUSED, RUNNING, SETUP, Lobby,
                             is_running, send_reject, set_phase)
 from arbiter.checksums import ChecksumLedger
@@ -62,7 +63,7 @@ class LockstepRoom(Membership):
         self.persistent = False
         self.phase = SETUP
         self.players = {}              # id -> Player (players and spectators)
-        self._ids = ids or itertools.count(1)
+        self._ids = ids or PlayerIds()
         self.lobby = Lobby(self, setup, min_players)
         # the game, from start on
         self.order = []                # player ids in the game, in join order
@@ -106,7 +107,7 @@ class LockstepRoom(Membership):
         if role != "spectator" and self.player_count >= self.max_players:
             raise JoinError(wire.ROOM_FULL, "room %s is full (%d players)"
                             % (self.name, self.max_players), wire.CLOSE_ROOM_FULL)
-        pid = pid or "p%d" % next(self._ids)
+        pid = pid or next(self._ids)
         player = Player(pid, name or "guest-%s" % pid, self, role, self.clock.seconds())
         player.token = self.signer.seal(room=self.name, pid=pid, n=player.nonce)
         self.players[pid] = player

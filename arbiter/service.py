@@ -16,6 +16,8 @@ from twisted.logger import Logger
 
 from arbiter.config import Config
 from arbiter.games.cubes import CubeGame
+from arbiter.ids import PlayerIds
+from arbiter.quietlog import QuietLog
 from arbiter.room import JoinError, RealtimeRoom, RoomRegistry
 from arbiter.tokens import BadToken, Signer
 from protocols import wire
@@ -45,12 +47,13 @@ class ArbiterService(Service):
         self.outbox = None
         self.metrics = metrics
         self.room_factories = {"realtime": self._make_realtime, "lockstep": self._make_lockstep}
-        self._player_ids = itertools.count(1)
+        self._player_ids = PlayerIds()
         self._loop = None
         self._slot = -1
         self._next_slot = itertools.count()
         self.ticks = 0
         self.overruns = 0
+        self.failures = QuietLog(self.clock.seconds, log)
 
     # -- lifecycle ---------------------------------------------------------------
     def startService(self):
@@ -97,7 +100,7 @@ class ArbiterService(Service):
                 room.run_tick(now, n * period)
             except Exception:
                 # A bug in one room's game must not stop the others, nor the loop.
-                log.failure("tick of room {room} failed", room=room.name)
+                self.failures.failure(room.name, "tick of room {room} failed", room=room.name)
             if room.empty and not getattr(room, "persistent", False):
                 self.rooms.discard(room)
                 log.info("room {room} closed (empty)", room=room.name)

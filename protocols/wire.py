@@ -6,6 +6,7 @@ error code and whose ``msg`` names the field, the value and what was expected.
 Wire constants (subprotocols, error and close codes) live here too.
 """
 
+import itertools
 import json
 import math
 import re
@@ -40,7 +41,9 @@ LIMIT = "limit"
 MISS = "miss"
 SPEED = "speed"
 
-MAX_SEQ = 2 ** 63 - 1
+MAX_INT = 2 ** 53 - 1     # the largest integer a JavaScript client holds exactly
+MAX_SEQ = MAX_INT
+MAX_DEPTH = 32            # maps and arrays nested in one client message
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 
@@ -115,7 +118,7 @@ def _pair(name, v, lo=None, hi=None):
 
 def entity_id(name, v):
     """An entity id: a positive integer, or the same written in decimal."""
-    if isinstance(v, str) and v.isdigit() and v.isascii() and len(v) <= 19:
+    if isinstance(v, str) and v.isdigit() and v.isascii() and len(v) <= 16:
         v = int(v)
     elif isinstance(v, str):
         raise _bad("expected entity id for %s, got %s" % (name, _show(v)))
@@ -242,49 +245,126 @@ def _reject_constant(name):
 
 _json_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
+# -- strict decoding (docs/EXTENSIONS.md, "Hostile input") ---------------------
+# Nothing that could not be encoded again gets past ``parse``: every string is
+# valid Unicode (no lone surrogates), every map key is a string, integers stay
+# within what a JavaScript client can hold, floats are finite, msgpack carries
+# no bin or ext values, and nesting stops at MAX_DEPTH -- checked before the
+# JSON decoder recurses, and without recursion afterwards.
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# '[' and '{' -> +1, ']' and '}' -> -1 (as signed bytes), everything else deleted
+_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# A JSON payload without an escape ``\u``, a run of 16 digits or an exponent
+# holds no lone surrogate, no integer beyond 2^53 - 1 and no float that
+# overflows to infinity: it needs no walk. (Digits read as "0", "E" as "e".)
+_DIGITS = bytes.maketrans(b"123456789E", b"000000000e")
+_SIXTEEN_DIGITS = b"0" * 16
+
+
+def _json_needs_walk(payload):
+    if b"\\u" in payload:
+        return True
+    d = payload.translate(_DIGITS)
+    return _SIXTEEN_DIGITS in d or b"e0" in d or b"e-0" in d or b"e+0" in d
+
+
+def _json_depth_ok(payload):
+    """True if no JSON value in ``payload`` nests deeper than MAX_DEPTH (strings skipped)."""
+    if payload.count(b"[") + payload.count(b"{") <= MAX_DEPTH:
+        return True
+    signs = _STRING.sub(b'""', payload).translate(_BRACKETS, _NOT_BRACKETS)
+    return max(itertools.accumulate(memoryview(signs).cast("b")), default=0) <= MAX_DEPTH
+
+
+def _where(path, key):
+    if isinstance(key, int):
+        return "%s[%d]" % (path, key)
+    return "%s.%s" % (path, key) if path else key
+
+
+def _bad_text(v):
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return "holds %s, not valid Unicode" % _show(v[e.start:e.end])
+    return None
+
+
+def check_plain(obj):
+    """Raise ``bad_message`` unless ``obj`` is plain data any client can be sent
+    back: maps with string keys, lists, valid Unicode strings, finite floats,
+    integers within +-(2^53 - 1), booleans and null, at most MAX_DEPTH deep.
+    The error names the field (``config.colors[2]``) and what was wrong."""
+    stack = [(obj, "", 1)]
+    pop = stack.pop
+    push = stack.append
+    while stack:
+        value, path, depth = pop()
+        if depth > MAX_DEPTH:
+            raise _bad("%s nests deeper than %d levels" % (path or "message", MAX_DEPTH))
+        items = value.items() if type(value) is dict else enumerate(value)
+        for k, v in items:
+            tk = type(k)
+            if tk is str:
+                if not k.isascii() and _bad_text(k):
+                    raise _bad("key %s in %s %s" % (_show(k), path or "message", _bad_text(k)))
+            elif tk is not int or type(value) is dict:
+                raise _bad("map keys must be strings, got %s in %s"
+                           % (_show(k), path or "message"))
+            tv = type(v)
+            if tv is str:
+                if not v.isascii():
+                    why = _bad_text(v)
+                    if why:
+                        raise _bad("%s %s" % (_where(path, k), why))
+            elif tv is int:
+                if not -MAX_INT <= v <= MAX_INT:
+                    raise _bad("%s out of range [-(2^53-1), 2^53-1]: %s"
+                               % (_where(path, k), _show(v)))
+            elif tv is float:
+                if not math.isfinite(v):
+                    raise _bad("%s must be a finite number, got %r" % (_where(path, k), v))
+            elif tv is dict or tv is list:
+                if v:
+                    push((v, _where(path, k), depth + 1))
+                elif depth + 1 > MAX_DEPTH:
+                    raise _bad("%s nests deeper than %d levels" % (_where(path, k), MAX_DEPTH))
+            elif v is not None and tv is not bool:
+                raise _bad("%s: %s values are not allowed" % (_where(path, k), tv.__name__))
+
 
 def parse(payload, is_binary, encoding):
-    """Bytes off the socket -> the raw map (not yet validated)."""
+    """Bytes off the socket -> the raw map (not yet validated), plain data only
+    (:func:`check_plain`)."""
     if encoding == MSGPACK:
         if not is_binary:
             raise _bad("text frame in a msgpack session")
         try:
             obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        except UnicodeDecodeError:
+            raise _bad("not msgpack: a string is not valid UTF-8")
+        except msgpack.StackError:
+            raise _bad("message nests deeper than %d levels" % MAX_DEPTH)
         except Exception as e:
-            raise _bad("not msgpack: %s" % (e,))
-        if isinstance(obj, dict):
-            for v in obj.values():
-                _no_nan(v)
+            raise _bad("not msgpack: %s" % (type(e).__name__ if not str(e) else e,))
+        walk = True
     else:
         if is_binary:
             raise _bad("binary frame in a JSON session")
+        if not _json_depth_ok(payload):
+            raise _bad("message nests deeper than %d levels" % MAX_DEPTH)
         try:
             obj = _json_decoder.decode(payload.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise _bad("not JSON: %s" % (e,))
+        walk = _json_needs_walk(payload)
+    tobj = type(obj)
+    if tobj is dict or tobj is list:
+        if walk:
+            check_plain(obj)
     return obj
-
-
-def _no_nan(v, _finite=math.isfinite):
-    tv = type(v)
-    if tv is float:
-        if not _finite(v):
-            raise _bad("numbers must be finite, got %r" % (v,))
-    elif tv is list:
-        for x in v:
-            tx = type(x)
-            if tx is float:
-                if not _finite(x):
-                    raise _bad("numbers must be finite, got %r" % (x,))
-            elif tx is not int and tx is not str:
-                _no_nan(x)
-    elif isinstance(v, float) or isinstance(v, (list, tuple)):
-        if isinstance(v, float):
-            if not _finite(v):
-                raise _bad("numbers must be finite, got %r" % (v,))
-        else:
-            for x in v:
-                _no_nan(x)
 
 
 def classify(payload, is_binary, encoding):

@@ -323,7 +323,7 @@ class ApiResource(resource.Resource):
             name = "guest-" + uuid.uuid4().hex[:8]
         if getattr(room, "incarnation", None) is None:
             room.incarnation = os.urandom(6).hex()    # tokens die with this room, not its name
-        pid = "p%d" % next(self.service._player_ids)
+        pid = next(self.service._player_ids)
         expires = self.service.clock.seconds() + self.config.join_token_ttl
         token = self.service.signer.seal(room=room_id, player=pid, name=name, role=role,
                                          exp=expires, inc=room.incarnation)
