@@ -13,6 +13,8 @@ import random
 
 from twisted.logger import Logger
 
+from arbiter.ids import PlayerIds
+from arbiter.quietlog import QuietLog
 from arbiter.rules import MovementBudget, Reject, TokenBucket
 from arbiter.state import TrackedMap
 from protocols import wire
@@ -128,12 +130,12 @@ class RealtimeRoom(Membership):
         self.sim_tick = 0
         self.ticks_per_state = config.tick_rate // config.send_rate
         self.ticks_per_batch = max(1, round(config.tick_rate * 0.1))
-        self._ids = ids or itertools.count(1)
+        self._ids = ids or PlayerIds()
         self._entity_ids = itertools.count(1)
         self.game = game_factory(self)
         self.phase = "running"
         self.lobby = None          # an arbiter.phases.Lobby while an API room is in setup
-        self.created_at = now
+        self.failures = QuietLog(lambda: self.now, log, subject="room %s" % name)
         self.state.collect()
 
     # -- membership ----------------------------------------------------------
@@ -145,7 +147,7 @@ class RealtimeRoom(Membership):
         if role != "spectator" and self.player_count >= self.world.max_players:
             raise JoinError(wire.ROOM_FULL, "room %s is full (%d players)"
                             % (self.name, self.world.max_players), wire.CLOSE_ROOM_FULL)
-        pid = pid or "p%d" % next(self._ids)
+        pid = pid or next(self._ids)
         player = Player(pid, name or "guest-%s" % pid, self, role, self.now)
         player.sync = sync
         player.token = self.signer.seal(room=self.name, pid=pid, n=player.nonce)
@@ -284,11 +286,7 @@ class RealtimeRoom(Membership):
         if msg.t not in self.game.input_types:
             self._reject(player, seq, "unsupported", "this game takes no %s inputs" % msg.t)
             return
-        try:
-            outcome = self.game.handle(player, msg)
-        except Exception:
-            log.failure("game failed on {t} from {pid}", t=msg.t, pid=player.id)
-            outcome = Reject("internal_error", "the game failed on this input; it was dropped")
+        outcome = self.game.handle(player, msg)
         if isinstance(outcome, Reject):
             self._reject(player, seq, outcome.code, outcome.msg)
         else:
@@ -296,7 +294,13 @@ class RealtimeRoom(Membership):
 
     # -- the tick ----------------------------------------------------------------
     def run_tick(self, now, dt):
-        """One simulation tick: inputs, rules, step, and (on state ticks) the patch."""
+        """One simulation tick: inputs, rules, step, and (on state ticks) the patch.
+
+        Each input is processed on its own: if it fails, that input alone is
+        answered (``reject`` ``internal_error``) and every other input of the
+        tick is applied as if it had not been there. Each later stage is guarded
+        the same way, so a failing game rule never stops the state tick, the
+        acks or the end of grace periods."""
         self.now = now
         queue, self.queue = self.queue, []
         if queue and self.metrics is not None:
@@ -304,25 +308,51 @@ class RealtimeRoom(Membership):
         for player, msg in queue:
             player.queued -= 1
             if player.id in self.players:
-                self._process(player, msg)
+                try:
+                    self._process(player, msg)
+                except Exception:
+                    self._input_failed(player, msg)
         game = self.game
-        game.step(dt)
+        self._guarded("step", game.step, dt)
         self.sim_tick += 1
-        game.tick_rules(self.sim_tick)
+        self._guarded("tick rules", game.tick_rules, self.sim_tick)
         if self.sim_tick % self.ticks_per_batch == 0:
             window, self.window = self.window, []
-            game.batch_rules(window)
-        for c in game.take_corrections():
+            self._guarded("batched rules", game.batch_rules, window)
+        for c in self._guarded("corrections", game.take_corrections) or ():
             player = self.players.get(c.player)
             if player is not None:
                 self.out.send(player, {"t": "correct", "id": c.id, "pos": c.pos,
                                        "reason": c.reason, "seq": c.seq})
         if self.sim_tick % self.ticks_per_state == 0:
-            self._state_tick(now)
+            self._guarded("state tick", self._state_tick, now)
         if self.gone:
             for player in list(self.gone.values()):
                 if now - player.gone_at >= self.config.grace:
-                    self._remove(player)
+                    self._guarded("removing a player", self._remove, player)
+
+    def _guarded(self, stage, fn, *args):
+        """``fn(*args)``; a failure is logged (once, then counted) and the tick goes on."""
+        try:
+            return fn(*args)
+        except Exception:
+            self.failures.failure(stage, "room {room}: {stage} failed",
+                                  room=self.name, stage=stage)
+            return None
+
+    def _input_failed(self, player, msg):
+        """An input that raised: answered alone, logged once per kind of input."""
+        self.failures.failure("input " + msg.t, "room {room}: {t} from {pid} failed",
+                              room=self.name, t=msg.t, pid=player.id)
+        seq = msg.get("seq")
+        if seq is not None and seq > player.ack:
+            player.ack = seq
+        if seq is not None:
+            try:
+                self._reject(player, seq, "internal_error",
+                             "the server failed on this input; it was dropped")
+            except Exception:
+                pass
 
     def _state_tick(self, now):
         self.tick += 1
