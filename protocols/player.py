@@ -8,6 +8,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
+from arbiter.quietlog import QuietLog
 from arbiter.room import INPUT_QUEUE_PAUSE, JoinError
 from protocols import wire
 from protocols.framing import server_frame, write_now
@@ -26,6 +27,8 @@ class PlayerProtocol(WebSocketServerProtocol):
     it when its write buffer is full (``congested``): state messages are then
     skipped and replaced by one ``snapshot`` once the buffer drains.
     """
+
+    _quiet = None        # QuietLog, made on the first mistake (quiet_log)
 
     def __init__(self):
         super().__init__()
@@ -125,9 +128,7 @@ class PlayerProtocol(WebSocketServerProtocol):
                 if self.room.submit(self.player, msg) >= INPUT_QUEUE_PAUSE:
                     self._pause_reading()
             elif t == "ping":
-                self.send_msg({"t": "pong", "ts": msg["ts"],
-                               "now": round(self.factory.service.monotonic() * 1000, 3),
-                               "tick": self.room.tick})
+                self._pong(msg)
             elif t == "resync":
                 self.room.request_snapshot(self.player)
             else:
@@ -135,14 +136,28 @@ class PlayerProtocol(WebSocketServerProtocol):
         except wire.WireError as e:
             self._wire_error(e)
         except Exception:
-            log.failure("failed on a {size}-byte message from {peer}", size=len(payload),
-                        peer=self.peer)
+            self.quiet_log().failure("internal_error", "{peer}: failed on a {size}-byte message",
+                                     peer=self.peer, size=len(payload))
             self.send_error("internal_error", "the server failed on this message")
+
+    def _pong(self, msg):
+        self.send_msg({"t": "pong", "ts": msg["ts"],
+                       "now": round(self.factory.service.monotonic() * 1000, 3),
+                       "tick": self.room.tick})
+
+    def quiet_log(self):
+        """This connection's log of client mistakes and failures: the first of
+        each kind in full, then counts (summarised when the connection closes)."""
+        if self._quiet is None:
+            self._quiet = QuietLog(self.factory.service.clock.seconds, log, subject=self.peer)
+        return self._quiet
 
     def _wire_error(self, e):
         self.send_error(e.code, e.msg)
         if e.code != wire.BAD_MESSAGE:
             return
+        self.quiet_log().warn("bad_message", "{peer} sent a bad message: {msg}",
+                              peer=self.peer, msg=e.msg)
         now = self.factory.service.clock.seconds()
         times = self._bad_times
         times.append(now)
@@ -187,4 +202,6 @@ class PlayerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self._gone = True
+        if self._quiet is not None:
+            self._quiet.flush()
         self.factory.connection_closed(self)
