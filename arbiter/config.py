@@ -36,7 +36,14 @@ class Config:
     secret: bytes = b""          # token signing key; random per start when empty
     recenter_every: int = 0      # example authority rule; 0 = off
     world: World = field(default_factory=World)
-    send_buffer_limit: int = 256 * 1024   # bytes queued for one slow client
+    send_buffer_limit: int = 256 * 1024   # bytes queued in user space for one connection
+    socket_send_buffer: int = 128 * 1024  # SO_SNDBUF of accepted sockets; 0 = the kernel's own
+    ping_burst: int = 32         # pings (application and WebSocket) answered in a burst ...
+    ping_rate: float = 16.0      # ... and per second after it, per connection
+    handshake_timeout: float = 5.0      # seconds a new TCP connection has for its first request
+    http_timeout: float = 60.0          # idle seconds before an HTTP keep-alive connection closes
+    hello_timeout: float = 10.0         # seconds a WebSocket has to send a valid hello (1008)
+    max_connections_per_ip: int = 0     # simultaneous connections per client address; 0 = any
     api_key: str = ""            # protects room creation/deletion when set
     lockstep_turn_ms: int = 100
     lockstep_turn_timeout: float = 1.0
@@ -58,5 +65,13 @@ class Config:
             )
         if not 1 <= self.tick_spread <= 20:
             raise ValueError("tick_spread must be in [1, 20], got %r" % (self.tick_spread,))
+        for name in ("handshake_timeout", "http_timeout", "hello_timeout", "ping_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError("%s must be positive, got %r" % (name, getattr(self, name)))
+        if self.ping_burst < 1:
+            raise ValueError("ping_burst must be at least 1, got %r" % (self.ping_burst,))
+        if self.max_connections_per_ip < 0:
+            raise ValueError("max_connections_per_ip must be 0 (no cap) or more, got %r"
+                             % (self.max_connections_per_ip,))
         if not 1 <= self.world.max_cubes <= 64:
             raise ValueError("max_cubes must be in [1, 64], got %r" % (self.world.max_cubes,))

@@ -45,6 +45,12 @@ class Options(usage.Options):
         ["lockstep-drop-after", None, 0.0,
          "lockstep: drop a disconnected player after this many seconds (0 = pause the game "
          "until it is back)", float],
+        ["max-connections-per-ip", None, Config.max_connections_per_ip,
+         "simultaneous connections one client address may hold; more are closed at once "
+         "(0 = no cap)", int],
+        ["handshake-timeout", None, Config.handshake_timeout,
+         "seconds a new connection has to send its first HTTP request (the WebSocket "
+         "upgrade, say) before it is closed", float],
         ["game", None, None, "your own game class, as module:Class"],
         ["static-dir", None, None, "serve pages from this folder instead of the demo"],
     ]
@@ -67,6 +73,8 @@ class Options(usage.Options):
                 lockstep_turn_ms=self["lockstep-turn-ms"],
                 lockstep_turn_timeout=self["lockstep-turn-timeout"],
                 lockstep_drop_after=self["lockstep-drop-after"],
+                max_connections_per_ip=self["max-connections-per-ip"],
+                handshake_timeout=self["handshake-timeout"],
             )
         except ValueError as e:
             raise usage.UsageError(str(e))

@@ -5,8 +5,9 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from arbiter.quietlog import QuietLog
 from protocols import wire
-from protocols.framing import InlineFraming, server_frame, write_now
+from protocols.framing import InlineFraming, server_frame
 from protocols.player import PlayerProtocol
 
 log = Logger()
@@ -37,6 +38,7 @@ class ArbiterFactory(WebSocketServerFactory):
         self.players = {}            # player id -> PlayerProtocol
         self.connections = set()
         self.paused_readers = set()
+        self.failures = QuietLog(service.clock.seconds, log)
         size = self.config.max_message_size
         self.setProtocolOptions(
             maxMessagePayloadSize=size, maxFramePayloadSize=size, failByDrop=False,
@@ -96,13 +98,19 @@ class ArbiterFactory(WebSocketServerFactory):
             enc = proto.encoding
             frame = prepared.get(enc)
             if frame is None:
-                payload, binary = wire.encode(msg, enc)
-                frame = prepared[enc] = (self.prepareMessage(payload, binary), len(payload))
-            if proto.congested:
-                proto.send_payload(*wire.encode(msg, enc))
-            else:
+                try:
+                    payload, binary = wire.encode(msg, enc)
+                except Exception:
+                    self._encode_failed(msg.get("t"), room, enc)
+                    frame = prepared[enc] = False
+                else:
+                    frame = prepared[enc] = (self.prepareMessage(payload, binary), len(payload))
+            if frame is False:
+                proto.send_error("internal_error", "the server could not encode a %s "
+                                 "message for you" % msg.get("t"))
+            elif proto.state == _OPEN:
                 self.count_out(frame[1])
-                proto.sendPreparedMessage(frame[0])
+                proto.sendPreparedMessage(frame[0])    # Autobahn's sendData: write_frame
 
     def send_state(self, room, tick, patch):
         """This tick's state message to every player of ``room``.
@@ -135,13 +143,23 @@ class ArbiterFactory(WebSocketServerFactory):
             k = (kind, enc, view)
             frame = parts.get(k)
             if frame is None:
-                frame = parts[k] = self._state_parts(room, tick, patch, kind, enc, view)
+                try:
+                    frame = parts[k] = self._state_parts(room, tick, patch, kind, enc, view)
+                except Exception:
+                    # a game put something in its state that this encoding cannot
+                    # carry: the others still get theirs; these players get a
+                    # snapshot as soon as one can be encoded
+                    self._encode_failed(kind, room, enc)
+                    frame = parts[k] = False
+            if frame is False:
+                player.needs_snapshot = True
+                continue
             ack = player.ack
             payload = frame[0] + wire.ack_bytes(ack, enc) + frame[1]
             if proto.state == _OPEN and proto._perMessageCompress is None:
                 # what Autobahn's sendMessage would put on the wire, without its
-                # per-frame bookkeeping; Twisted buffers it until the reactor writes
-                write_now(proto.transport, server_frame(payload, frame[2]))
+                # per-frame bookkeeping (not congested here: straight to write_now)
+                proto.write_frame(server_frame(payload, frame[2]))
                 sent += len(payload)
             else:
                 proto.send_payload(payload, frame[2])
@@ -186,6 +204,10 @@ class ArbiterFactory(WebSocketServerFactory):
             readers, self.paused_readers = self.paused_readers, set()
             for proto in readers:
                 proto.resume_reading()
+
+    def _encode_failed(self, t, room, enc):
+        self.failures.failure("encode %s %s" % (t, enc), "room {room}: a {t} message could "
+                              "not be encoded in {enc}", room=room.name, t=t, enc=enc)
 
     # -- housekeeping -------------------------------------------------------------
     def _ping_all(self):

@@ -18,7 +18,7 @@ import struct
 
 from twisted.internet import tcp
 
-__all__ = ["InlineFraming", "server_frame", "write_now"]
+__all__ = ["InlineFraming", "queued", "server_frame", "write_now"]
 
 _DIRECT = (tcp.Server, tcp.Client)
 
@@ -60,6 +60,14 @@ def write_now(transport, data):
             return
         data = data[n:]
     transport.write(data)
+
+
+def queued(transport):
+    """The bytes ``transport`` holds in user space (written, not yet taken by the
+    socket), or None when it cannot tell (not a plain TCP transport)."""
+    if type(transport) in _DIRECT:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    return None
 
 
 def unmask(payload, key):

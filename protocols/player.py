@@ -10,8 +10,9 @@ from twisted.internet.interfaces import IPushProducer
 
 from arbiter.quietlog import QuietLog
 from arbiter.room import INPUT_QUEUE_PAUSE, JoinError
+from arbiter.rules import TokenBucket
 from protocols import wire
-from protocols.framing import server_frame, write_now
+from protocols.framing import queued, server_frame, write_now
 
 log = Logger()
 
@@ -26,6 +27,9 @@ class PlayerProtocol(WebSocketServerProtocol):
     It registers itself as the transport's push producer, so the transport tells
     it when its write buffer is full (``congested``): state messages are then
     skipped and replaced by one ``snapshot`` once the buffer drains.
+
+    Every byte for the connection is written by :meth:`write_frame`, which holds
+    what the transport queues under ``Config.send_buffer_limit`` while it is full.
     """
 
     _quiet = None        # QuietLog, made on the first mistake (quiet_log)
@@ -40,6 +44,10 @@ class PlayerProtocol(WebSocketServerProtocol):
         self.reading_paused = False
         self._bad_times = deque()
         self._gone = False
+        self._out_limit = 0          # what may be queued while congested (pauseProducing)
+        self._pings = None           # TokenBucket shared by application and WebSocket pings
+        self._ping_limited = False   # told rate_limited in this burst of pings
+        self._hello_call = None      # the hello deadline (Config.hello_timeout)
 
     # -- handshake -----------------------------------------------------------
     def onConnect(self, request):
@@ -63,45 +71,107 @@ class PlayerProtocol(WebSocketServerProtocol):
         except Exception:
             pass
         self.factory.connection_opened(self)
+        self._hello_call = self.factory.service.clock.callLater(
+            self.factory.config.hello_timeout, self._hello_expired)
+
+    def _hello_expired(self):
+        self._hello_call = None
+        if self.player is None and self.state == self.STATE_OPEN:
+            self.close_with(wire.CLOSE_POLICY, "no valid hello within %g s"
+                            % self.factory.config.hello_timeout)
+
+    def _stop_hello_deadline(self):
+        call, self._hello_call = self._hello_call, None
+        if call is not None and call.active():
+            call.cancel()
 
     # -- IPushProducer: the transport's write buffer -------------------------------
     def pauseProducing(self):
+        # Twisted calls this again after every write to a full buffer: only the
+        # first call starts a congested spell (and its count).
+        if self.congested:
+            return
         self.congested = True
-        self.congested_bytes = 0
+        held = queued(self.transport)
+        self.congested_bytes = held or 0
+        limit = self.factory.config.send_buffer_limit
+        # One message larger than the limit (a big snapshot) written to a buffer
+        # that was not full may drain: until the buffer is empty, what it held
+        # then is the limit.
+        self._out_limit = held if held is not None and held > limit else limit
 
     def resumeProducing(self):
-        self.congested = False
+        self.congested = False       # Twisted resumes once its buffer is empty
         self.congested_bytes = 0
 
     def stopProducing(self):
         pass
 
     # -- sending -------------------------------------------------------------------
-    def send_payload(self, payload, is_binary):
+    def write_frame(self, data, at_once=True):
+        """Write ``data`` (whole frames, or the handshake) to the transport: every
+        byte for this connection comes through here, state frames
+        (``ArbiterFactory.send_state``), messages (:meth:`send_payload`) and, through
+        :meth:`sendData`, all that Autobahn writes (the handshake, prepared
+        broadcasts, pings, pongs, close frames). ``at_once``: try the socket now
+        (``framing.write_now``) rather than leave it to the reactor (Autobahn's own
+        writes keep Twisted's timing).
+
+        While the transport's buffer is full (``congested``) what it holds plus
+        ``data`` may not pass the output limit (``Config.send_buffer_limit``): past
+        it nothing more is written and the connection is aborted; the player keeps
+        its grace period."""
+        if self.congested:
+            self._write_congested(data)
+        elif at_once:
+            write_now(self.transport, data)
+        else:
+            self.transport.write(data)
+
+    def _write_congested(self, data):
         if self._gone:
             return
-        if self.congested:
-            self.congested_bytes += len(payload)
-            if self.congested_bytes > self.factory.config.send_buffer_limit:
-                log.warn("dropping {peer}: {n} bytes queued and not read",
-                         peer=self.peer, n=self.congested_bytes)
-                self.factory.slow_consumer_dropped(self)
-                self._gone = True
-                self.transport.abortConnection()
-                return
-        if self.state != self.STATE_OPEN:
+        held = queued(self.transport)          # exact for TCP; else counted since the pause
+        total = (self.congested_bytes if held is None else held) + len(data)
+        if total > self._out_limit:
+            log.warn("dropping {peer}: {n} bytes queued and not read", peer=self.peer, n=total)
+            self.factory.slow_consumer_dropped(self)
+            self._gone = True
+            self.transport.abortConnection()
+            return
+        self.congested_bytes = total
+        self.transport.write(data)
+
+    def sendData(self, data, sync=False, chopsize=None):
+        # Autobahn's one door to the transport; its sync/chopsize modes (used by its
+        # own test suite) are not used here, so every write goes through write_frame.
+        self.write_frame(data, at_once=False)
+
+    def send_payload(self, payload, is_binary):
+        if self._gone or self.state != self.STATE_OPEN:
             return                       # closing: nothing more is read on the other side
         self.factory.count_out(len(payload))
         if self._perMessageCompress is None:
             # Framed here: Autobahn's sendMessage applies the *incoming* size cap
             # (maxMessagePayloadSize) to what the server sends, so a large snapshot
             # or lockstep catchup would raise.
-            write_now(self.transport, server_frame(payload, is_binary))
+            self.write_frame(server_frame(payload, is_binary))
         else:
             self.sendMessage(payload, is_binary)
 
     def send_msg(self, msg):
-        self.send_payload(*wire.encode(msg, self.encoding))
+        try:
+            encoded = wire.encode(msg, self.encoding)
+        except Exception:
+            # a bug on the server's side (client input is checked at the edge): this
+            # player is told, the log gets one traceback, and the caller goes on
+            t = str(msg.get("t"))
+            self.quiet_log().failure("encode " + t, "{peer}: a {t} message could not be "
+                                     "encoded", peer=self.peer, t=t)
+            encoded = wire.encode({"t": "error", "code": "internal_error",
+                                   "msg": "the server could not encode a %s message for you"
+                                   % t}, self.encoding)
+        self.send_payload(*encoded)
 
     def send_error(self, code, text):
         self.send_msg({"t": "error", "code": code, "msg": text})
@@ -141,6 +211,8 @@ class PlayerProtocol(WebSocketServerProtocol):
             self.send_error("internal_error", "the server failed on this message")
 
     def _pong(self, msg):
+        if not self._ping_allowed(tell=True):
+            return
         self.send_msg({"t": "pong", "ts": msg["ts"],
                        "now": round(self.factory.service.monotonic() * 1000, 3),
                        "tick": self.room.tick})
@@ -176,6 +248,7 @@ class PlayerProtocol(WebSocketServerProtocol):
             return
         self.room = room
         self.player = player
+        self._stop_hello_deadline()
         self.factory.register(player, self)
         room.welcome(player)
 
@@ -190,6 +263,34 @@ class PlayerProtocol(WebSocketServerProtocol):
             self.reading_paused = False
             self.transport.resumeProducing()
 
+    # -- pings: one token bucket for application and WebSocket pings ----------------
+    def _ping_allowed(self, tell):
+        """Take a token for one ping (``Config.ping_burst`` at once, ``ping_rate`` a
+        second after that). Without one the ping gets no answer (RFC 6455 lets a
+        server answer only the latest WebSocket ping); with ``tell`` (an application
+        ping) the client gets one ``rate_limited`` error per burst."""
+        now = self.factory.service.clock.seconds()
+        bucket = self._pings
+        if bucket is None:
+            config = self.factory.config
+            bucket = self._pings = TokenBucket(config.ping_burst, config.ping_rate, now)
+        ok = bucket.can_take(now)
+        if bucket.tokens >= bucket.capacity:
+            self._ping_limited = False       # full again: a new burst may be told
+        if ok:
+            bucket.take()
+            return True
+        if tell and not self._ping_limited:
+            self._ping_limited = True
+            self.send_error(wire.RATE_LIMITED,
+                            "too many pings (%d at once, then %g a second): pings are not "
+                            "answered until you slow down" % (bucket.capacity, bucket.rate))
+        return False
+
+    def onPing(self, payload):
+        if self._ping_allowed(tell=False):
+            super().onPing(payload)              # the pong
+
     def onPong(self, payload):
         if len(payload) == 8 and self.player is not None:
             (sent,) = struct.unpack("!d", payload)
@@ -202,6 +303,7 @@ class PlayerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean, code, reason):
         self._gone = True
+        self._stop_hello_deadline()
         if self._quiet is not None:
             self._quiet.flush()
         self.factory.connection_closed(self)
