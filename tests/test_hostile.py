@@ -402,3 +402,63 @@ def test_player_ids_count_up_with_one_suffix():
     ids = PlayerIds("abcde")
     assert [next(ids) for _ in range(3)] == ["p1-abcde", "p2-abcde", "p3-abcde"]
     assert PlayerIds().suffix != PlayerIds().suffix
+
+
+# -- a message that cannot be encoded ---------------------------------------------------------
+
+class LeakyGame(CubeGame):
+    """A game with a bug: a spawn at (7, 7) sends its owner a message holding a
+    Python object, and one at (8, 8) puts bytes (which JSON cannot carry) in the state."""
+
+    def handle(self, player, msg):
+        if msg.t == "spawn" and msg.get("at") == [7, 7]:
+            self.room.out.send(player, {"t": "event", "kind": "oops", "what": object()})
+        if msg.t == "spawn" and msg.get("at") == [8, 8]:
+            self.room.state["junk"] = b"\xff"
+        return super().handle(player, msg)
+
+
+@pytest.fixture
+def leaky(txaio_clock):
+    s = Server(game_factory=LeakyGame)
+    yield s
+    s.service.stopService()
+
+
+def test_a_message_that_cannot_be_encoded_fails_alone(leaky, logged):
+    """A server message that cannot be encoded reaches its player as error
+    internal_error; the input is still applied, the others' ticks go on."""
+    a, b = leaky.join("A"), leaky.join("B")
+    leaky.tick()
+    a.received(), b.received()
+    a.send({"t": "spawn", "seq": 1, "at": [7, 7]})
+    b.send({"t": "spawn", "seq": 1, "at": [1, 1]})
+    leaky.tick()
+    am, bm = a.received(), b.received()
+    assert [m["code"] for m in am if m["t"] == "error"] == ["internal_error"]
+    assert [m["ack"] for m in am if m["t"] == "delta"] == [1]
+    assert [m["ack"] for m in bm if m["t"] == "delta"] == [1]
+    assert len([e for e in bm[-1]["patch"]["entities"].values() if e["kind"] == "cube"]) == 2
+    assert len(tracebacks(logged)) == 1
+
+
+def test_state_one_encoding_cannot_carry_does_not_stop_the_others(leaky):
+    """When a game's state cannot be encoded in JSON, msgpack players in the room
+    and players in other rooms still get every state tick; JSON players get a
+    snapshot as soon as the state can be encoded again."""
+    j = leaky.join("J")
+    m = leaky.join("M", (wire.MSGPACK,))
+    other = leaky.join("O", room="elsewhere")
+    leaky.tick()
+    j.received(), m.received(), other.received()
+    m.send({"t": "spawn", "seq": 1, "at": [8, 8]})
+    other.send({"t": "spawn", "seq": 1})
+    leaky.tick()
+    assert [x["ack"] for x in m.received() if x["t"] == "delta"] == [1]
+    assert [x["ack"] for x in other.received() if x["t"] == "delta"] == [1]
+    assert not [x for x in j.received() if x["t"] in ("delta", "snapshot")]
+    del leaky.service.rooms.get("main").state["junk"]
+    leaky.tick()
+    got = j.received()
+    assert [x["t"] for x in got] == ["snapshot"]
+    assert "junk" not in got[0]["state"]
