@@ -5,7 +5,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from arbiter.quietlog import QuietLog
+from arbiter.quietlog import LogBudget, QuietLog
 from protocols import wire
 from protocols.framing import InlineFraming, server_frame
 from protocols.player import PlayerProtocol
@@ -39,6 +39,8 @@ class ArbiterFactory(WebSocketServerFactory):
         self.connections = set()
         self.paused_readers = set()
         self.failures = QuietLog(service.clock.seconds, log)
+        # lines the whole server may log about its clients (arbiter/quietlog.py)
+        self.log_budget = LogBudget(service.clock.seconds, log=log)
         size = self.config.max_message_size
         self.setProtocolOptions(
             maxMessagePayloadSize=size, maxFramePayloadSize=size, failByDrop=False,

@@ -20,6 +20,41 @@ BAD_MESSAGE_LIMIT = 20       # the 20th bad_message within the window closes wit
 BAD_MESSAGE_WINDOW = 10.0
 
 
+class _AutobahnLog:
+    """What Autobahn logs about one connection (a failed handshake, a frame that
+    breaks the rules, a dropped connection): its debug lines are dropped, the
+    rest go to the log within the server's budget for lines about clients
+    (``ArbiterFactory.log_budget``), so reconnecting clients cannot flood it."""
+
+    def __init__(self, proto):
+        self._proto = proto
+
+    def trace(self, *args, **kwargs):
+        pass
+
+    debug = trace
+
+    def _line(self, level, fmt, **kwargs):
+        factory = getattr(self._proto, "factory", None)
+        budget = getattr(factory, "log_budget", None)
+        if budget is None or budget.allow():
+            getattr(log, level)(fmt, **kwargs)
+
+    def info(self, fmt, **kwargs):
+        self._line("info", fmt, **kwargs)
+
+    def warn(self, fmt, **kwargs):
+        self._line("warn", fmt, **kwargs)
+
+    def error(self, fmt, **kwargs):
+        self._line("error", fmt, **kwargs)
+
+    critical = error
+
+    def failure(self, fmt=None, failure=None, **kwargs):
+        log.failure(fmt or "Autobahn: {log_failure}", failure=failure, **kwargs)
+
+
 @implementer(IPushProducer)
 class PlayerProtocol(WebSocketServerProtocol):
     """The network edge for one player: decode, answer bad input, hand inputs to the room.
@@ -36,6 +71,7 @@ class PlayerProtocol(WebSocketServerProtocol):
 
     def __init__(self):
         super().__init__()
+        self.log = _AutobahnLog(self)
         self.encoding = wire.JSON
         self.player = None
         self.room = None
@@ -221,7 +257,8 @@ class PlayerProtocol(WebSocketServerProtocol):
         """This connection's log of client mistakes and failures: the first of
         each kind in full, then counts (summarised when the connection closes)."""
         if self._quiet is None:
-            self._quiet = QuietLog(self.factory.service.clock.seconds, log, subject=self.peer)
+            self._quiet = QuietLog(self.factory.service.clock.seconds, log, subject=self.peer,
+                                   budget=self.factory.log_budget)
         return self._quiet
 
     def _wire_error(self, e):

@@ -462,3 +462,23 @@ def test_state_one_encoding_cannot_carry_does_not_stop_the_others(leaky):
     got = j.received()
     assert [x["t"] for x in got] == ["snapshot"]
     assert "junk" not in got[0]["state"]
+
+
+def test_reconnecting_clients_cannot_flood_the_log(srv, logged):
+    """200 connections in a row, each breaking a rule (a bad message, then an
+    oversize frame that closes it 1009), log at most the server's budget of
+    lines about clients, and the next line says how many were held back."""
+    for _ in range(200):
+        c = FakeClient(srv.factory)
+        c.send_text('{"t":"nope"}')
+        c.send_text("x" * 70000)
+        msgs = c.received()
+        assert c.close_code == 1009 and errors(msgs)[0][0] == "bad_message"
+        c.lose()
+    lines = len(logged)
+    assert lines <= 25
+    srv.clock.advance(30)
+    c = FakeClient(srv.factory)
+    c.send_text('{"t":"nope"}')
+    held = [e for e in logged[lines:] if "held back" in str(e.get("log_format"))]
+    assert held and held[0]["n"] > 300
