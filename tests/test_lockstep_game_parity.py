@@ -1,4 +1,4 @@
-"""web/static/js/lockstep-game.js and arbiter/lockstep_game.py reach the same checksums."""
+"""web/static/js/demo/lockstep-game.js and arbiter/lockstep_game.py reach the same checksums."""
 
 import json
 import random

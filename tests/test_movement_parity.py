@@ -1,4 +1,4 @@
-"""web/static/js/movement.js and arbiter/movement.py agree to the last bit."""
+"""web/static/js/arbiter/movement.js and arbiter/movement.py agree to the last bit."""
 
 import json
 import random

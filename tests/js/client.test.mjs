@@ -7,11 +7,14 @@ import assert from "node:assert/strict";
 import {
   applyMergePatch,
   Connection,
+  glideMove,
+  LockstepClient,
   RealtimeClient,
   StateBuffer,
-  TickClock,
   stepAvatar,
-} from "../../web/static/js/arbiter-client.js";
+  stepMove,
+  TickClock,
+} from "../../web/static/js/arbiter/index.js";
 
 const WORLD = { size: 40, speed: 5, avatar_speed: 8, tag_radius: 2, max_cubes: 16, max_players: 16 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -317,4 +320,88 @@ test("order splits more than 16 ids; tag sends the tick being drawn", async () =
   assert.equal(tag.id, 7);
   assert.ok(Number.isInteger(tag.view) && tag.view <= 10);
   client.close();
+});
+
+test("the default prediction step is the cube movement", async () => {
+  const { client } = await joined();
+  assert.equal(client.step, stepMove);
+  assert.equal(client.glide, glideMove);
+  assert.deepEqual(stepMove([1, 0.5, 2], { t: "move", dir: [1, 0], dt: 100 }, WORLD), [1.8, 0.5, 2]);
+  assert.deepEqual(stepMove([1, 0.5, 2], { t: "spawn" }, WORLD), [1, 0.5, 2]);
+  client.close();
+});
+
+test("a custom step function predicts your inputs and replays them in reconciliation", async () => {
+  // A game of its own: a `move` is one whole unit, whatever its dt; a `dash` jumps dx along x.
+  const calls = [];
+  const step = (pos, input, world) => {
+    assert.deepEqual(world, WORLD);
+    calls.push(input.seq);
+    if (input.t === "move") return [pos[0] + input.dir[0], pos[1], pos[2] + input.dir[1]];
+    if (input.t === "dash") return [pos[0] + input.dx, pos[1], pos[2]];
+    return pos;
+  };
+  const { client, ws } = await joined({ step, blendTime: 20 });
+  assert.equal(client.glide, step, "a custom step also draws the held direction between samples");
+  client.setDirection(1, 0);
+  client.setDirection(0, 0);
+  const [move] = ws.sentOf("move");
+  assert.deepEqual(client.predictedPosition(), [1, 0.5, 0], "predicted with the custom step, not stepAvatar");
+  const dash = client.sendInput({ t: "dash", dx: 3 });
+  assert.deepEqual(ws.sentOf("dash"), [{ t: "dash", dx: 3, seq: dash }], "sent numbered, as it was given");
+  assert.deepEqual(client.predictedPosition(), [4, 0.5, 0], "predicted at once");
+  assert.deepEqual(calls, [move.seq, dash]);
+
+  // The server applied the move (and pushed us elsewhere), not yet the dash: the dash is replayed on top.
+  calls.length = 0;
+  ws.receive({ t: "delta", tick: 11, ack: move.seq, patch: { entities: { 1: { pos: [2, 0.5, 1] } } } });
+  assert.deepEqual(calls, [dash], "the replay runs the custom step on the unacked inputs only");
+  assert.equal(client.correctionCount, 1);
+  await sleep(200); // the small error is blended away
+  assert.deepEqual(client.predictedPosition(), [5, 0.5, 1]);
+
+  // A rejected dash leaves the replay.
+  calls.length = 0;
+  ws.receive({ t: "reject", seq: dash, code: "unsupported", msg: "no dashing here" });
+  assert.deepEqual(calls, []);
+  await sleep(200);
+  assert.deepEqual(client.predictedPosition(), [2, 0.5, 1]);
+  client.close();
+});
+
+test("LockstepClient builds your game with makeGame and sends turns ahead with the checksum", async () => {
+  assert.throws(() => new LockstepClient(new Connection(options())), /makeGame/);
+  const conn = new Connection(options());
+  const starts = [];
+  const makeGame = (start) => {
+    starts.push(start);
+    return {
+      turn: 0,
+      applyMaster(master) {
+        this.turn = master.turn;
+      },
+      checksum() {
+        return this.turn * 10;
+      },
+    };
+  };
+  const ls = new LockstepClient(conn, { makeGame, fps: () => 50 });
+  conn.connect();
+  await sleep(0);
+  const ws = FakeSocket.last;
+  ws.open();
+  ws.receive(welcome({ phase: "setup", role: "player" }));
+  assert.equal(ls.phase, "setup");
+  const start = { t: "start", seed: 7, players: ["p1", "p2"], config: {}, input_delay: 2 };
+  ws.receive(start);
+  assert.deepEqual(starts, [start]);
+  assert.deepEqual(ws.sentOf("turn"), [
+    { t: "turn", turn: 1, cmds: [], fps: 50 },
+    { t: "turn", turn: 2, cmds: [], fps: 50 },
+  ]);
+  ls.command(["v", 1, 0]);
+  ws.receive({ t: "master", turn: 1, cmds: {}, frames: 1, turn_ms: 100 });
+  assert.equal(ls.turn, 1);
+  assert.deepEqual(ws.sentOf("turn")[2], { t: "turn", turn: 3, cmds: [["v", 1, 0]], check: [1, 10], fps: 50 });
+  conn.close();
 });

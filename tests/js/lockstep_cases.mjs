@@ -1,6 +1,6 @@
 // Reads games (seed, players, config, masters) as JSON on stdin; prints each
 // game's checksum after every master, as JSON, for tests/test_lockstep_game_parity.py.
-import { DemoGame } from "../../web/static/js/lockstep-game.js";
+import { DemoGame } from "../../web/static/js/demo/lockstep-game.js";
 
 let input = "";
 process.stdin.setEncoding("utf8");

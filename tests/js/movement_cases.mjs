@@ -1,6 +1,6 @@
 // Reads [[x, z, dx, dz, dtMs, speed, size], ...] as JSON on stdin and writes
 // the stepAvatar results as JSON on stdout (used by tests/test_movement_parity.py).
-import { stepAvatar, round2 } from "../../web/static/js/movement.js";
+import { stepAvatar, round2 } from "../../web/static/js/arbiter/movement.js";
 
 let input = "";
 process.stdin.setEncoding("utf8");

@@ -1,20 +1,20 @@
 // The lower layer of the Arbiter client: one player's link to a room.
 //
-// Connection knows the wire (PROTOCOL.md) but no game: it opens the WebSocket
+// Connection knows the wire (docs/PROTOCOL.md) but no game: it opens the WebSocket
 // with the `arbiter.v1.json` or `arbiter.v1.msgpack` subprotocol, says `hello`,
 // keeps the `welcome`, numbers inputs (`seq`), syncs the clock with ping/pong,
 // reconnects with the token (kept in sessionStorage) and back-off, counts bytes,
 // and can add simulated latency on send and receive. Higher layers (the
 // realtime client, a lockstep client) subscribe to its messages.
 
+import { CLOSE_CODES, SUBPROTOCOLS } from "./codes.js";
 import { Emitter } from "./emitter.js";
 
-export const SUBPROTOCOL_JSON = "arbiter.v1.json";
-export const SUBPROTOCOL_MSGPACK = "arbiter.v1.msgpack";
+export const [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK] = SUBPROTOCOLS;
 
-export const CLOSE_TAKEN_OVER = 4000;
-export const CLOSE_BAD_TOKEN = 4001;
-export const CLOSE_ROOM_FULL = 4003;
+export const CLOSE_TAKEN_OVER = CLOSE_CODES.TAKEN_OVER; // another tab resumed this player: stop
+export const CLOSE_BAD_TOKEN = CLOSE_CODES.BAD_TOKEN; // forget the token, join afresh at once
+export const CLOSE_ROOM_FULL = CLOSE_CODES.ROOM_FULL; // stop
 
 /** Connection states, in the order a healthy session goes through them. */
 export const Status = Object.freeze({

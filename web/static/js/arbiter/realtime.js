@@ -1,28 +1,57 @@
 // The higher layer of the Arbiter client: a realtime room as a player sees it.
 //
 // RealtimeClient mirrors the authoritative state (snapshot + RFC 7386 merge
-// patch deltas), predicts your own avatar with the shared movement function,
-// reconciles with the server (drops inputs up to `ack`, replays the rest,
-// blends small errors and snaps large ones), and interpolates everything else
-// about 100 ms in the past. It draws nothing: call view() once per frame and
-// render what it returns.
+// patch deltas), predicts your own avatar with your game's step function (by
+// default the cube movement, the very function the server runs), reconciles
+// with the server (drops inputs up to `ack`, replays the rest, blends small
+// errors and snaps large ones), and interpolates everything else about 100 ms
+// in the past. It draws nothing: call view() once per frame and render what it
+// returns.
 
 import { Connection } from "./connection.js";
 import { Emitter } from "./emitter.js";
 import { applyMergePatch } from "./merge-patch.js";
 import { StateBuffer, TickClock } from "./interpolation.js";
-import { stepAvatar } from "../movement.js";
+import { clamp, stepAvatar } from "./movement.js";
 
 const now = () => (globalThis.performance ? performance.now() : Date.now());
 
-/** Largest `dt` a `move` may carry (PROTOCOL.md). */
+/** Largest `dt` a `move` may carry (docs/PROTOCOL.md). */
 export const MAX_MOVE_DT = 250;
-/** Most cubes one `order` may name (PROTOCOL.md). */
+/** Most cubes one `order` may name (docs/PROTOCOL.md). */
 export const MAX_ORDER_IDS = 16;
+
+/**
+ * The cube game's prediction step, RealtimeClient's default `step`: a `move`
+ * input moves the avatar (pos [x, y, z]) with stepAvatar, exactly as the
+ * server does; any other input leaves it where it is.
+ */
+export function stepMove(pos, input, world) {
+  if (input.t !== "move") return pos;
+  const [x, z] = stepAvatar(pos[0], pos[2], input.dir[0], input.dir[1], input.dt, world.avatar_speed, world.size);
+  return [x, pos[1], z];
+}
+
+/** stepMove for drawing only, without the 0.01 rounding, so tiny steps still show. */
+export function glideMove(pos, input, world) {
+  if (input.t !== "move") return pos;
+  const [dx, dz] = input.dir;
+  const len = Math.sqrt(dx * dx + dz * dz);
+  const s = len > 1 ? 1 / len : 1;
+  const dist = (world.avatar_speed * input.dt) / 1000;
+  const half = world.size / 2;
+  return [clamp(pos[0] + dx * s * dist, -half, half), pos[1], clamp(pos[2] + dz * s * dist, -half, half)];
+}
 
 /**
  * Options: everything Connection takes (url, room, name, encoding, latency,
  * ...), or `connection` to use one you made, plus
+ *   step (stepMove): step(pos, input, world) -> pos, applies one of your own
+ *     inputs (the message as sent, with its seq) to your avatar's position
+ *     [x, y, z] and returns the new position (a new array); it runs when the
+ *     input is sent and again in every replay until the server acks it
+ *   glide (glideMove with the default step, else step): the same for drawing
+ *     only, with the part of a held direction not yet sent ({t: "move", dir, dt})
  *   predict (true): predict your own avatar; off, it is drawn where the server last said
  *   interpolate (true): draw others ~interpolationDelay ms in the past; off, at the latest state
  *   interpolationDelay (100 ms, plus the measured jitter)
@@ -38,6 +67,11 @@ export class RealtimeClient extends Emitter {
   constructor(options = {}) {
     super();
     this.connection = options.connection ?? new Connection(options);
+    this.step = options.step ?? stepMove;
+    this.glide = options.glide ?? (options.step ? options.step : glideMove);
+    if (typeof this.step !== "function" || typeof this.glide !== "function") {
+      throw new TypeError("RealtimeClient: step and glide must be functions (pos, input, world) -> pos");
+    }
     this.predict = options.predict ?? true;
     this.interpolate = options.interpolate ?? true;
     this.interpolationDelay = options.interpolationDelay ?? 100;
@@ -51,8 +85,8 @@ export class RealtimeClient extends Emitter {
     this.buffer = new StateBuffer();
     this.tickClock = null;
 
-    this.pendingMoves = []; // [{seq, dir: [dx, dz], dt}] sent, not yet acked
-    this.sentSeqs = []; // every input sent and not yet acked, for the backlog
+    this.pendingInputs = []; // predicted inputs ({t, ..., seq}) sent, not yet acked
+    this.sentSeqs = []; // their seqs, for the backlog
     this.corrections = []; // times of recent corrections, for corrections/s
     this.correctionCount = 0;
 
@@ -60,7 +94,7 @@ export class RealtimeClient extends Emitter {
     this._segmentStart = 0;
     this._sampleTimer = null;
     this._authPos = null; // own avatar [x, y, z] at `ack`
-    this._predicted = null; // own avatar [x, z] after the pending moves
+    this._predicted = null; // own avatar [x, y, z] after the pending inputs
     this._error = [0, 0]; // visual offset being blended away
     this._errorAt = 0;
     this._correctedUpTo = 0; // a `correct` covered inputs up to this seq
@@ -179,6 +213,21 @@ export class RealtimeClient extends Emitter {
     return this.connection.sendInput({ t: "say", text });
   }
 
+  /**
+   * Send one of your own inputs (numbered like every input) and predict it:
+   * `step` applies it to your avatar at once and again in every replay until
+   * the server acks it (a reject takes it out). Returns its seq, 0 when not joined.
+   */
+  sendInput(msg) {
+    const seq = this.connection.sendInput(msg);
+    if (!seq) return 0;
+    const input = { ...msg, seq };
+    this.sentSeqs.push(seq);
+    this.pendingInputs.push(input);
+    if (this._predicted) this._predicted = this.step(this._predicted, input, this.world);
+    return seq;
+  }
+
   resync() {
     return this.connection.send({ t: "resync" });
   }
@@ -223,16 +272,15 @@ export class RealtimeClient extends Emitter {
   /** Your avatar as drawn at time t: [x, y, z], or null. */
   predictedPosition(t = now()) {
     if (!this._authPos) return null;
-    const y = this._authPos[1];
-    if (!this.predict) return [this._authPos[0], y, this._authPos[2]];
-    let [x, z] = this._predicted;
+    if (!this.predict) return [...this._authPos];
+    let pos = this._predicted;
     // The part of the held direction not yet sent, so motion is smooth between samples.
     const elapsed = Math.min(MAX_MOVE_DT, t - this._segmentStart);
     if ((this._dir[0] || this._dir[1]) && elapsed > 0) {
-      [x, z] = this._advance(x, z, this._dir, elapsed, false);
+      pos = this.glide(pos, { t: "move", dir: [...this._dir], dt: elapsed }, this.world);
     }
     const k = this._errorDecay(t);
-    return [x + this._error[0] * k, y, z + this._error[1] * k];
+    return [pos[0] + this._error[0] * k, pos[1], pos[2] + this._error[1] * k];
   }
 
   /** Inputs sent and not yet acked. */
@@ -268,23 +316,7 @@ export class RealtimeClient extends Emitter {
   }
 
   _sendMove(dt) {
-    const dir = [...this._dir];
-    const seq = this.connection.sendInput({ t: "move", dt, dir });
-    if (!seq) return;
-    this.sentSeqs.push(seq);
-    this.pendingMoves.push({ seq, dir, dt });
-    if (this._predicted) this._predicted = this._advance(this._predicted[0], this._predicted[1], dir, dt, true);
-  }
-
-  _advance(x, z, dir, dt, exact) {
-    const w = this.world;
-    if (exact) return stepAvatar(x, z, dir[0], dir[1], dt, w.avatar_speed, w.size);
-    // Drawing only: the same motion without the 0.01 rounding, so tiny steps still show.
-    const len = Math.sqrt(dir[0] * dir[0] + dir[1] * dir[1]);
-    const s = len > 1 ? 1 / len : 1;
-    const dist = (w.avatar_speed * dt) / 1000;
-    const half = w.size / 2;
-    return [Math.max(-half, Math.min(half, x + dir[0] * s * dist)), Math.max(-half, Math.min(half, z + dir[1] * s * dist))];
+    this.sendInput({ t: "move", dt, dir: [...this._dir] });
   }
 
   _errorDecay(t) {
@@ -299,7 +331,7 @@ export class RealtimeClient extends Emitter {
 
   _onWelcome(msg) {
     // A (re)join: whatever was in flight is either in `ack` or lost.
-    this.pendingMoves = [];
+    this.pendingInputs = [];
     this.sentSeqs = [];
     this._authPos = null;
     this._predicted = null;
@@ -347,19 +379,19 @@ export class RealtimeClient extends Emitter {
     }
     const pos = this.state.entities[id].pos;
     this._authPos = [pos[0], pos[1], pos[2]];
-    this.pendingMoves = this.pendingMoves.filter((m) => m.seq > this.ack);
+    this.pendingInputs = this.pendingInputs.filter((m) => m.seq > this.ack);
     this._replay(t, reason);
   }
 
   _replay(t, reason) {
-    let x = this._authPos[0];
-    let z = this._authPos[2];
-    for (const m of this.pendingMoves) [x, z] = this._advance(x, z, m.dir, m.dt, true);
+    let pos = [...this._authPos];
+    for (const input of this.pendingInputs) pos = this.step(pos, input, this.world);
     const old = this._predicted;
-    this._predicted = [x, z];
+    this._predicted = pos;
     if (!old) return;
-    const ex = old[0] - x;
-    const ez = old[1] - z;
+    // Errors are measured and blended on the ground plane (x, z).
+    const ex = old[0] - pos[0];
+    const ez = old[2] - pos[2];
     if (Math.abs(ex) < 1e-6 && Math.abs(ez) < 1e-6) return;
     const snapped = Math.sqrt(ex * ex + ez * ez) > this.snapDistance;
     if (snapped) {
@@ -375,10 +407,10 @@ export class RealtimeClient extends Emitter {
   }
 
   _onReject(msg) {
-    // A refused move has no effect on the server: take it out of the prediction.
-    const before = this.pendingMoves.length;
-    this.pendingMoves = this.pendingMoves.filter((m) => m.seq !== msg.seq);
-    if (this.pendingMoves.length !== before && this._authPos) this._replay(now(), "reject");
+    // A refused input has no effect on the server: take it out of the prediction.
+    const before = this.pendingInputs.length;
+    this.pendingInputs = this.pendingInputs.filter((m) => m.seq !== msg.seq);
+    if (this.pendingInputs.length !== before && this._authPos) this._replay(now(), "reject");
   }
 
   _onCorrect(msg) {
@@ -386,7 +418,7 @@ export class RealtimeClient extends Emitter {
     if (id === null || String(msg.id) !== id || !Array.isArray(msg.pos)) return;
     this._correctedUpTo = Math.max(this._correctedUpTo, msg.seq ?? 0);
     this._authPos = [msg.pos[0], msg.pos[1], msg.pos[2]];
-    this.pendingMoves = this.pendingMoves.filter((m) => m.seq > (msg.seq ?? 0));
+    this.pendingInputs = this.pendingInputs.filter((m) => m.seq > (msg.seq ?? 0));
     this._replay(now(), msg.reason ?? "correct");
   }
 }

@@ -1,5 +1,5 @@
 // The demo's three.js renderer: the ground, one mesh per entity, picking and
-// projection. It knows nothing about the network; demo.js feeds it what
+// projection. It knows nothing about the network; cube-page.js feeds it what
 // RealtimeClient.view() returns each frame.
 
 import * as THREE from "three";

@@ -3,24 +3,33 @@
 //
 // URL parameters: room, name, key (API key), auto=1 (create the room if it is
 // missing, join it and mark ready: used by the browser test), min (min players
-// for auto-created rooms), turn_ms.
+// for auto-created rooms), turn_ms, lag (added round trip, ms).
 
-import { Connection } from "./arbiter-client.js";
-import { LockstepClient } from "./lockstep-client.js";
-
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
-const COLORS = ["#4fc3f7", "#ff8a65", "#aed581", "#ba68c8", "#ffd54f", "#4db6ac", "#f06292", "#90a4ae"];
+import { Connection, LockstepClient } from "../arbiter/index.js";
+import { $, DIRECTION_KEYS, latencyControls, listenKeys, makeLog, msText, params, playerColor, renderPlayers } from "./common.js";
+import { DemoGame } from "./lockstep-game.js";
 
 let conn = null;
 let client = null;
 let fps = 60;
 
-function log(text) {
-  const li = document.createElement("li");
-  li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-  $("log").prepend(li);
-  while ($("log").children.length > 40) $("log").lastChild.remove();
+const log = makeLog($("log"), { keep: 40, tag: "li", time: true });
+
+/** The demo game, with a deliberate local bug on demand (to show desync detection). */
+class BreakableGame extends DemoGame {
+  constructor(start, you) {
+    super(start.seed, start.players, start.config);
+    this.you = you;
+    this.breakNext = false; // the "break my game" button: move own unit after the next turn
+  }
+
+  applyMaster(master) {
+    super.applyMaster(master);
+    if (!this.breakNext) return;
+    this.breakNext = false;
+    const unit = this.units.get(this.you);
+    if (unit) unit[0] = (unit[0] + 1) % this.size;
+  }
 }
 
 function showError(text) {
@@ -81,7 +90,8 @@ async function join(roomId, name) {
   const ticket = await api("POST", `/api/rooms/${encodeURIComponent(roomId)}/join`, body);
   conn = new Connection({ room: roomId, name: ticket.name, pingInterval: 1000 });
   conn.token = ticket.token; // the join token; welcome replaces it with the reconnect token
-  client = new LockstepClient(conn, { fps: () => fps });
+  client = new LockstepClient(conn, { makeGame: (start) => new BreakableGame(start, conn.you), fps: () => fps });
+  applyLatency();
   window.arbiterLockstep = client; // for the browser test and the curious
   wire(client, conn);
   $("s-room").textContent = roomId;
@@ -109,13 +119,16 @@ function wire(client, conn) {
     $("corrupt").disabled = !phase.startsWith("running");
   });
   client.on("setup", (msg) => {
-    const ul = $("players");
-    ul.replaceChildren();
-    for (const [pid, p] of Object.entries(msg.players)) {
-      const li = document.createElement("li");
-      li.textContent = `${p.ready ? "✔" : "·"} ${p.name} (${pid})${p.connected ? "" : " – away"}`;
-      ul.append(li);
-    }
+    // Colours as the game will give them: players in order, those connected at the start.
+    const inGame = Object.keys(msg.players).filter((pid) => msg.players[pid].connected);
+    renderPlayers(
+      $("players"),
+      Object.entries(msg.players).map(([pid, p]) => ({
+        color: playerColor(inGame.indexOf(pid)),
+        text: `${p.ready ? "✔" : "·"} ${p.name} (${pid})${p.connected ? "" : " – away"}`,
+        away: !p.connected,
+      })),
+    );
     if (msg.config.size !== undefined) $("cfg-size").value = msg.config.size;
     if (msg.config.coins !== undefined) $("cfg-coins").value = msg.config.coins;
     const me = msg.players[conn.you];
@@ -161,7 +174,7 @@ function draw(game) {
   game.players.forEach((pid, i) => {
     const unit = game.units.get(pid);
     if (!unit) return;
-    ctx.fillStyle = COLORS[i % COLORS.length];
+    ctx.fillStyle = playerColor(i);
     ctx.fillRect(unit[0] * cell, unit[1] * cell, Math.max(3, cell), Math.max(3, cell));
     if (pid === client?.you) {
       ctx.strokeStyle = "#fff";
@@ -180,24 +193,20 @@ function frame(t) {
     frames = 0;
     lastFpsAt = t;
     $("s-fps").textContent = fps.toFixed(0);
-    const rtt = conn?.clock.medianRtt();
-    $("s-ping").textContent = rtt == null ? "–" : `${rtt.toFixed(0)} ms`;
+    $("s-ping").textContent = msText(conn?.clock.medianRtt());
   }
   if (client?.game) draw(client.game);
   requestAnimationFrame(frame);
 }
 
 // -- controls ---------------------------------------------------------------------
-const KEYS = {
-  ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1],
-  a: [-1, 0], d: [1, 0], w: [0, -1], s: [0, 1], " ": [0, 0],
-};
-addEventListener("keydown", (ev) => {
-  if (ev.target instanceof HTMLInputElement) return;
-  const dir = KEYS[ev.key];
-  if (!dir || !client || !client.isPlayer) return;
-  ev.preventDefault();
-  client.command(["v", dir[0], dir[1]]);
+// Each press sets the unit's velocity (it keeps going); space stops it.
+listenKeys({
+  keys: { ...DIRECTION_KEYS, Space: [0, 0] },
+  down(code, dir) {
+    if (!client || !client.isPlayer) return false;
+    client.command(["v", dir[0], dir[1]]);
+  },
 });
 
 $("refresh").addEventListener("click", refreshRooms);
@@ -219,13 +228,9 @@ $("configure").addEventListener("click", () => {
   client?.configure({ size: Number($("cfg-size").value), coins: Number($("cfg-coins").value) });
 });
 $("ready").addEventListener("change", (ev) => client?.ready(ev.target.checked));
-$("latency").addEventListener("input", (ev) => {
-  const ms = Number(ev.target.value);
-  $("latency-ms").textContent = `${ms} ms`;
-  conn?.setLatency({ send: ms / 2, recv: ms / 2 });
-});
+const applyLatency = latencyControls({ delay: $("latency"), label: $("latency-ms"), roundTrip: true }, () => conn);
 $("corrupt").addEventListener("click", () => {
-  if (client) client.corruptNext = true;
+  if (client?.game) client.game.breakNext = true;
 });
 
 // -- start ----------------------------------------------------------------------

@@ -1,24 +1,16 @@
-// The cube demo: wires RealtimeClient (the netcode) to WorldView (three.js)
-// and to the page's controls. Everything network-related lives in
-// arbiter-client.js; this file is UI.
+// The cube demo page (/): wires RealtimeClient (the netcode) to WorldView
+// (three.js) and to the page's controls. Everything network-related lives in
+// the client library (../arbiter/); this file is UI.
 
-import { RealtimeClient } from "./arbiter-client.js";
-import { WorldView } from "./demo/scene.js";
+import { RealtimeClient } from "../arbiter/index.js";
+import { $, DIRECTION_KEYS, latencyControls, listenKeys, makeLog, msText, NO_COLOR, params, renderPlayers, setText } from "./common.js";
+import { WorldView } from "./scene.js";
 
-const $ = (id) => document.getElementById(id);
-const params = new URLSearchParams(location.search);
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const room = ROOM_RE.test(params.get("room") ?? "") ? params.get("room") : "main";
 const encoding = params.get("enc") === "msgpack" ? "msgpack" : "json";
 const NAME_KEY = "arbiter.name";
 const DRAG_PX = 5;
-
-const KEYS = {
-  ArrowUp: [0, -1], KeyW: [0, -1],
-  ArrowDown: [0, 1], KeyS: [0, 1],
-  ArrowLeft: [-1, 0], KeyA: [-1, 0],
-  ArrowRight: [1, 0], KeyD: [1, 0],
-};
 
 // -- test hook: read-only views of what is drawn; tests drive the UI with real input --
 const hook = {
@@ -47,7 +39,7 @@ const held = new Set();
 let cameraPlaced = false;
 
 function cleanName(s) {
-  // 1-32 code points, no control characters (PROTOCOL.md).
+  // 1-32 code points, no control characters (docs/PROTOCOL.md).
   const chars = [...(s ?? "").replace(/[\u0000-\u001f\u007f-\u009f]/g, "").trim()].slice(0, 32);
   return chars.join("");
 }
@@ -72,14 +64,7 @@ async function askName() {
   return name || undefined;
 }
 
-function log(text, bad = false) {
-  const p = document.createElement("p");
-  p.textContent = text;
-  if (bad) p.className = "bad";
-  const box = $("log");
-  box.prepend(p);
-  while (box.children.length > 8) box.lastChild.remove();
-}
+const log = makeLog($("log"), { keep: 8 });
 
 function playerName(pid) {
   return client?.state.players[pid]?.name ?? pid;
@@ -108,34 +93,25 @@ function updateDirection() {
   let dx = 0;
   let dz = 0;
   for (const code of held) {
-    dx += KEYS[code][0];
-    dz += KEYS[code][1];
+    dx += DIRECTION_KEYS[code][0];
+    dz += DIRECTION_KEYS[code][1];
   }
   client?.setDirection(Math.sign(dx), Math.sign(dz));
 }
 
-const TEXT_INPUTS = new Set(["text", "number", "search", "email", "password", "url", "tel"]);
-
-function typing(ev) {
-  const t = ev.target;
-  return (t instanceof HTMLInputElement && TEXT_INPUTS.has(t.type)) || t instanceof HTMLTextAreaElement || t?.isContentEditable;
-}
-
-addEventListener("keydown", (ev) => {
-  if (typing(ev)) return;
-  if (KEYS[ev.code]) {
-    ev.preventDefault();
-    if (!held.has(ev.code)) {
-      hook.keys.push({ code: ev.code, frame: hook.frame });
-      held.add(ev.code);
-      updateDirection();
-    }
-  } else if (ev.code === "Delete" || ev.code === "Backspace") {
-    deleteSelected();
-  }
-});
-addEventListener("keyup", (ev) => {
-  if (held.delete(ev.code)) updateDirection();
+listenKeys({
+  down(code) {
+    if (held.has(code)) return;
+    hook.keys.push({ code, frame: hook.frame });
+    held.add(code);
+    updateDirection();
+  },
+  up(code) {
+    if (held.delete(code)) updateDirection();
+  },
+  other(ev) {
+    if (ev.code === "Delete" || ev.code === "Backspace") deleteSelected();
+  },
 });
 addEventListener("blur", () => {
   held.clear();
@@ -268,41 +244,22 @@ function updateButtons() {
   $("spawn").disabled = !client?.connection.isOpen;
 }
 
-function number(id) {
-  const v = Number($(id).value);
-  return Number.isFinite(v) && v > 0 ? v : 0;
-}
-
-function applyLatency() {
-  const lag = number("lag");
-  client.connection.setLatency({ send: lag, recv: lag, jitter: number("jitter") });
-}
-
 function setupControls() {
   $("spawn").addEventListener("click", spawn);
   $("delete").addEventListener("click", deleteSelected);
-  if (params.has("lag")) $("lag").value = params.get("lag");
-  if (params.has("jitter")) $("jitter").value = params.get("jitter");
-  for (const id of ["lag", "jitter"]) $(id).addEventListener("input", applyLatency);
+  latencyControls({ delay: $("lag"), jitter: $("jitter") }, () => client.connection);
   $("predict").addEventListener("change", () => (client.predict = $("predict").checked));
   $("interpolate").addEventListener("change", () => (client.interpolate = $("interpolate").checked));
-  applyLatency();
 }
 
 // -- overlay ----------------------------------------------------------------
-
-function setText(id, text) {
-  const el = $(id);
-  if (el.textContent !== text) el.textContent = text;
-}
 
 let lastPlayers = "";
 function updateOverlay(t) {
   const c = client.connection;
   setText("o-status", c.status);
   setText("o-you", c.you ? `${c.name ?? ""} (${c.you})` : "–");
-  const rtt = c.clock.medianRtt();
-  setText("o-ping", rtt === null ? "–" : `${Math.round(rtt)} ms`);
+  setText("o-ping", msText(c.clock.medianRtt()));
   setText("o-tick", client.tick === null ? "–" : String(client.tick));
   setText("o-backlog", String(client.backlog));
   setText("o-corr", String(client.correctionsPerSecond(t)));
@@ -315,22 +272,14 @@ function updateOverlay(t) {
   const key = JSON.stringify([players, avatarColor, c.you]);
   if (key === lastPlayers) return;
   lastPlayers = key;
-  const ol = $("players");
-  ol.replaceChildren(
-    ...players.map(([pid, p]) => {
-      const li = document.createElement("li");
-      if (!p.connected) li.className = "away";
-      const sw = document.createElement("span");
-      sw.className = "swatch";
-      sw.style.background = avatarColor[pid] ?? "#888";
-      const name = document.createElement("span");
-      name.textContent = `${p.name}${pid === c.you ? " (you)" : ""}${p.connected ? "" : " · away"}`;
-      const score = document.createElement("span");
-      score.className = "score";
-      score.textContent = `${p.score} · ${p.ping} ms`;
-      li.append(sw, name, score);
-      return li;
-    }),
+  renderPlayers(
+    $("players"),
+    players.map(([pid, p]) => ({
+      color: avatarColor[pid] ?? NO_COLOR,
+      text: `${p.name}${pid === c.you ? " (you)" : ""}${p.connected ? "" : " · away"}`,
+      away: !p.connected,
+      score: `${p.score} · ${p.ping} ms`,
+    })),
   );
 }
 

@@ -1,9 +1,8 @@
-// A lockstep client on top of the Connection layer of arbiter-client.js.
+// A lockstep client on top of the Connection layer.
 //
-//   import { Connection } from "/js/arbiter-client.js";
-//   import { LockstepClient } from "/js/lockstep-client.js";
+//   import { Connection, LockstepClient } from "/js/arbiter/index.js";
 //   const conn = new Connection({ room: "arena", name: "ada" });
-//   const ls = new LockstepClient(conn);
+//   const ls = new LockstepClient(conn, { makeGame: (start) => new MyGame(start) });
 //   ls.on("turn", (game) => draw(game));
 //   await conn.connect();
 //   ls.ready();
@@ -12,25 +11,30 @@
 // game from `start` (or rebuilds it from `catchup` after a reconnection),
 // applies master packets in order, and sends one `turn` packet per turn
 // `input_delay` turns ahead with the queued commands, the checksum of the turn
-// it just applied, its round trip and frame rate. No DOM.
+// it just applied, its round trip and frame rate. The game is yours
+// (options.makeGame); the client only needs it deterministic. No DOM.
 
-import { Emitter } from "./arbiter-client.js";
-import { DemoGame } from "./lockstep-game.js";
+import { Emitter } from "./emitter.js";
 
 const KEEP_CHECKSUMS = 512;
 
 export class LockstepClient extends Emitter {
   /**
    * connection: a Connection (not yet connected, or connected).
-   * options.makeGame(start) -> an object with applyMaster(master), checksum(), turn
-   *   (default: the demo game); options.fps() -> the current frame rate.
+   * options.makeGame(start) -> your game, built from the `start` (or `catchup`)
+   *   message: an object with applyMaster(master), checksum() (an integer or
+   *   a string of at most 64 characters) and turn (the last turn applied); required.
+   * options.fps() -> the current frame rate.
    * Events: "setup" (msg), "phase" (phase, msg), "start" (game), "turn" (game, master),
    * "desync" (msg), "reject" (msg), "event" (msg), "late" (turn).
    */
   constructor(connection, options = {}) {
     super();
     this.conn = connection;
-    this.makeGame = options.makeGame ?? ((s) => new DemoGame(s.seed, s.players, s.config));
+    if (typeof options.makeGame !== "function") {
+      throw new TypeError("LockstepClient needs options.makeGame(start) -> your game");
+    }
+    this.makeGame = options.makeGame;
     this.fps = options.fps ?? (() => 60);
     this.phase = null;
     this.setup = null;
@@ -43,7 +47,6 @@ export class LockstepClient extends Emitter {
     this.lastMaster = null;
     this.lateTurns = 0;
     this.desync = null;
-    this.corruptNext = false; // the demo's "break my game" button
     const on = (t, fn) => connection.on(t, fn.bind(this));
     on("welcome", this._onWelcome);
     on("setup", this._onSetup);
@@ -149,11 +152,6 @@ export class LockstepClient extends Emitter {
 
   _apply(master) {
     this.game.applyMaster(master);
-    if (this.corruptNext && this.game.units) {
-      this.corruptNext = false;
-      const unit = this.game.units.get(this.you);
-      if (unit) unit[0] = (unit[0] + 1) % this.game.size; // a deliberate local bug
-    }
     this.lastMaster = master;
     this.checksums.set(master.turn, this.game.checksum());
     if (this.checksums.size > KEEP_CHECKSUMS) {
