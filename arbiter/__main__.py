@@ -1,5 +1,5 @@
 import sys
 
-from arbiter.tap import main
+from arbiter.app.tap import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """The one home of Arbiter's settings, with their defaults.
 
-``twistd arbiter`` options (see ``arbiter.tap``) override these fields; code
+``twistd arbiter`` options (see ``arbiter.app.tap``) override these fields; code
 that embeds Arbiter builds a :class:`Config` directly.
 """
 

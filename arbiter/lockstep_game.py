@@ -1,7 +1,7 @@
 """The lockstep demo game: tiny, deterministic, integer-only.
 
 The same rules run in the browser (web/static/js/lockstep-game.js) and in the
-bots (arbiter.lockstep_bots); with the same seed, config and master packets
+bots (arbiter.tools.lockstep_bots); with the same seed, config and master packets
 both reach the same checksum every turn. Everything is 32-bit integer
 arithmetic so that Python and JavaScript agree bit for bit.
 

@@ -1,35 +1,24 @@
 """Lockstep turn packets: their limits, their validation at the edge, turn timing.
 
-``turn`` (client -> server) is registered with :func:`protocols.wire.register_extension`
-on import; :func:`adapt_timing` picks the turn length and the frames per turn
+``turn`` (client -> server) is checked by :func:`check_turn`, part of the lockstep
+room kind's ``messages`` (arbiter/schema.py); :func:`adapt_timing` picks the turn length and the frames per turn
 for the slowest client (docs/LOCKSTEP.md, "Turn timing").
 """
 
 import json
 import math
 
-from protocols import wire
+from arbiter.schema import MAX_SEQ, bad as _bad
 
 MAX_CMDS = 64               # commands in one packet
 MAX_CMD_BYTES = 2048        # a packet's commands, as compact JSON
 MAX_AHEAD = 16              # packets accepted up to this many turns past the last closed one
 MAX_TURN_MS = 1000
 
-# reject codes (docs/LOCKSTEP.md)
-LATE = "late"
-DUPLICATE = "duplicate"
-BAD_TURN = "bad_turn"
-TOO_BIG = "too_big"
-NOT_IN_GAME = "not_in_game"
 
-
-def _bad(text):
-    return wire.WireError(wire.BAD_MESSAGE, text)
-
-
-def _check_turn(f):
+def check_turn(f):
     turn = f.get("turn")
-    if not isinstance(turn, int) or isinstance(turn, bool) or not 1 <= turn <= wire.MAX_SEQ:
+    if not isinstance(turn, int) or isinstance(turn, bool) or not 1 <= turn <= MAX_SEQ:
         raise _bad("expected integer >= 1 for turn, got %r" % (turn,))
     cmds = f.get("cmds", [])
     if not isinstance(cmds, (list, tuple)):
@@ -58,9 +47,6 @@ def _check_turn(f):
                 raise _bad("expected a number in [0, %d] for %s, got %r" % (hi, name, v))
             out[name] = v
     return out
-
-
-wire.register_extension("turn", _check_turn)
 
 
 def adapt_timing(base_ms, reports, input_delay, current_ms):

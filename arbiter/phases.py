@@ -15,8 +15,9 @@ least ``min_players``.
 
 import json
 
+from arbiter import codes
 from arbiter.rules import TokenBucket
-from protocols import wire
+from arbiter.schema import WireError, bad
 
 SETUP = "setup"
 RUNNING = "running"
@@ -26,12 +27,6 @@ DESYNC = "running.desync"
 ENDED = "ended"
 PHASES = (SETUP, RUNNING, PAUSED, LAGGING, DESYNC, ENDED)
 
-# reject codes of the extensions (docs/LOCKSTEP.md)
-SPECTATOR = "spectator"
-NOT_SETUP = "not_setup"
-NOT_RUNNING = "not_running"
-
-RATE_LIMITED = "rate_limited"
 SETUP_RATE = (10, 5)       # configure + ready per player: bucket capacity, refill per second
 
 MAX_CONFIG_BYTES = 4096
@@ -53,22 +48,18 @@ def send_reject(room, player, code, text, **extra):
 def check_config(name, value):
     """A setup configuration: a map of at most 32 keys, at most 4096 bytes as JSON."""
     if not isinstance(value, dict):
-        raise wire.WireError(wire.BAD_MESSAGE, "expected a map for %s, got %s"
-                             % (name, type(value).__name__))
+        raise bad("expected a map for %s, got %s" % (name, type(value).__name__))
     if len(value) > MAX_CONFIG_KEYS:
-        raise wire.WireError(wire.BAD_MESSAGE, "%s has %d keys, at most %d allowed"
-                             % (name, len(value), MAX_CONFIG_KEYS))
+        raise bad("%s has %d keys, at most %d allowed" % (name, len(value), MAX_CONFIG_KEYS))
     for k in value:
         if not isinstance(k, str) or not 1 <= len(k) <= 32:
-            raise wire.WireError(wire.BAD_MESSAGE, "%s keys must be strings of 1-32 "
-                                 "characters, got %r" % (name, k))
+            raise bad("%s keys must be strings of 1-32 characters, got %r" % (name, k))
     try:
         size = len(json.dumps(value, separators=(",", ":"), allow_nan=False))
     except (TypeError, ValueError) as e:
-        raise wire.WireError(wire.BAD_MESSAGE, "%s must be plain JSON: %s" % (name, e))
+        raise bad("%s must be plain JSON: %s" % (name, e))
     if size > MAX_CONFIG_BYTES:
-        raise wire.WireError(wire.BAD_MESSAGE, "%s is %d bytes as JSON, at most %d allowed"
-                             % (name, size, MAX_CONFIG_BYTES))
+        raise bad("%s is %d bytes as JSON, at most %d allowed" % (name, size, MAX_CONFIG_BYTES))
     return value
 
 
@@ -79,13 +70,12 @@ def _check_configure(f):
 def _check_ready(f):
     ready = f.get("ready", True)
     if not isinstance(ready, bool):
-        raise wire.WireError(wire.BAD_MESSAGE, "expected true or false for ready, got %r"
-                             % (ready,))
+        raise bad("expected true or false for ready, got %r" % (ready,))
     return {"ready": ready}
 
 
-wire.register_extension("configure", _check_configure)
-wire.register_extension("ready", _check_ready)
+# the setup lobby's messages: part of every room kind's ``messages`` (arbiter/schema.py)
+MESSAGES = {codes.CONFIGURE: _check_configure, codes.READY: _check_ready}
 
 
 class Lobby:
@@ -137,7 +127,7 @@ class Lobby:
         if msg.t not in ("configure", "ready"):
             return False
         if player.is_spectator:
-            send_reject(self.room, player, SPECTATOR, "spectators cannot send %s" % msg.t,
+            send_reject(self.room, player, codes.SPECTATOR, "spectators cannot send %s" % msg.t,
                         ref=msg.t)
             return True
         now = self.room.clock.seconds() if hasattr(self.room, "clock") else self.room.now
@@ -145,12 +135,12 @@ class Lobby:
         if bucket is None:
             bucket = self.buckets[player.id] = TokenBucket(*SETUP_RATE, now)
         if not bucket.can_take(now):
-            send_reject(self.room, player, RATE_LIMITED, "too many %s messages: at most %d "
+            send_reject(self.room, player, codes.RATE_LIMITED, "too many %s messages: at most %d "
                         "a second" % (msg.t, SETUP_RATE[1]), ref=msg.t)
             return True
         bucket.take()
         if self.room.phase != SETUP:
-            send_reject(self.room, player, NOT_SETUP, "%s is only accepted in phase setup, "
+            send_reject(self.room, player, codes.NOT_SETUP, "%s is only accepted in phase setup, "
                         "the room is in %s" % (msg.t, self.room.phase), ref=msg.t)
             return True
         if msg.t == "configure":
@@ -162,8 +152,8 @@ class Lobby:
                     merged[k] = v
             try:
                 check_config("config", merged)
-            except wire.WireError as e:
-                send_reject(self.room, player, "too_big", e.msg, ref=msg.t)
+            except WireError as e:
+                send_reject(self.room, player, codes.TOO_BIG, e.msg, ref=msg.t)
                 return True
             self.config = merged
             # a changed configuration must be agreed to again

@@ -2,7 +2,7 @@
 
 A room never touches a socket. It talks to an *outbox* (the
 :class:`protocols.factory.ArbiterFactory` in a server, a
-:class:`arbiter.testing.RecordingOutbox` in tests) with four calls:
+:class:`protocols.testing.RecordingOutbox` in tests) with four calls:
 ``send(player, msg)``, ``broadcast(room, msg, exclude=None)``,
 ``send_state(room, tick, patch)`` and ``close(player, code, reason)``.
 """
@@ -16,8 +16,9 @@ from twisted.logger import Logger
 from arbiter.ids import PlayerIds
 from arbiter.quietlog import QuietLog
 from arbiter.rules import MovementBudget, Reject, TokenBucket
+from arbiter import codes, phases
+from arbiter.schema import WireError
 from arbiter.state import TrackedMap
-from protocols import wire
 
 log = Logger()
 
@@ -96,11 +97,11 @@ class Membership:
         if the player is gone."""
         player = self.players.get(body.get("pid"))
         if player is None or player.nonce != body.get("n"):
-            raise JoinError(wire.BAD_TOKEN, "token is dead: the player is gone",
-                            wire.CLOSE_BAD_TOKEN)
+            raise JoinError(codes.BAD_TOKEN, "token is dead: the player is gone",
+                            codes.CLOSE_BAD_TOKEN)
         taken_over = player.connected
         if taken_over:
-            self.out.close(player, wire.CLOSE_TAKEN_OVER, "taken over by a new connection")
+            self.out.close(player, codes.CLOSE_TAKEN_OVER, "taken over by a new connection")
         return player, taken_over
 
 
@@ -108,6 +109,8 @@ class RealtimeRoom(Membership):
     """A realtime room: the server simulates, clients predict and reconcile."""
 
     mode = "realtime"
+    #: what clients may send besides protocol v1 (arbiter/schema.py): an API room's setup
+    messages = phases.MESSAGES
 
     def __init__(self, name, config, outbox, signer, game_factory, now, seed=None,
                  max_players=None, ids=None, metrics=None):
@@ -145,8 +148,8 @@ class RealtimeRoom(Membership):
     def join(self, name, role="player", sync="state", pid=None):
         """A new player (or spectator). Raises JoinError(room_full)."""
         if role != "spectator" and self.player_count >= self.world.max_players:
-            raise JoinError(wire.ROOM_FULL, "room %s is full (%d players)"
-                            % (self.name, self.world.max_players), wire.CLOSE_ROOM_FULL)
+            raise JoinError(codes.ROOM_FULL, "room %s is full (%d players)"
+                            % (self.name, self.world.max_players), codes.CLOSE_ROOM_FULL)
         pid = pid or next(self._ids)
         player = Player(pid, name or "guest-%s" % pid, self, role, self.now)
         player.sync = sync
@@ -194,11 +197,11 @@ class RealtimeRoom(Membership):
         """A player admitted by an HTTP join token (docs/HTTP.md): its id is the token's."""
         pid = body.get("player")
         if body.get("inc") != getattr(self, "incarnation", None):
-            raise JoinError(wire.BAD_TOKEN, "join token is for an earlier room of that name",
-                            wire.CLOSE_BAD_TOKEN)
+            raise JoinError(codes.BAD_TOKEN, "join token is for an earlier room of that name",
+                            codes.CLOSE_BAD_TOKEN)
         if not isinstance(pid, str) or pid in self.players:
-            raise JoinError(wire.BAD_TOKEN, "join token already used: reconnect with the "
-                            "token from welcome", wire.CLOSE_BAD_TOKEN)
+            raise JoinError(codes.BAD_TOKEN, "join token already used: reconnect with the "
+                            "token from welcome", codes.CLOSE_BAD_TOKEN)
         role = "spectator" if "spectator" in (body.get("role"), hello.get("role")) else "player"
         return self.join(body.get("name"), role=role, sync=hello.get("sync", "state"), pid=pid)
 
@@ -252,7 +255,7 @@ class RealtimeRoom(Membership):
         """A validated message other than the realtime inputs (extensions)."""
         if self.lobby is not None and self.lobby.handle(player, msg):
             return
-        raise wire.WireError(wire.BAD_MESSAGE, "%s is not used in a realtime room" % msg.t)
+        raise WireError(codes.BAD_MESSAGE, "%s is not used in a realtime room" % msg.t)
 
     def _reject(self, player, seq, code, text):
         self.out.send(player, {"t": "reject", "seq": seq, "code": code, "msg": text})
@@ -262,29 +265,29 @@ class RealtimeRoom(Membership):
     def _process(self, player, msg):
         seq = msg["seq"]
         if seq <= player.ack:
-            self._reject(player, seq, wire.BAD_SEQ, "seq %d is not above %d" % (seq, player.ack))
+            self._reject(player, seq, codes.BAD_SEQ, "seq %d is not above %d" % (seq, player.ack))
             return
         now = self.now
         buckets = [player.buckets[b] for b in _BUCKETS_FOR.get(msg.t, ("all",))]
         player.ack = seq
         for b in buckets:
             if not b.can_take(now):
-                self._reject(player, seq, wire.RATE_LIMITED, "too many %s inputs" % msg.t)
+                self._reject(player, seq, codes.RATE_LIMITED, "too many %s inputs" % msg.t)
                 return
         for b in buckets:
             b.take()
         if player.is_spectator:
-            self._reject(player, seq, "spectator", "spectators cannot send inputs")
+            self._reject(player, seq, codes.SPECTATOR, "spectators cannot send inputs")
             return
         if self.phase != "running" and msg.t != "say":
-            self._reject(player, seq, "not_running", "inputs wait for phase running, "
+            self._reject(player, seq, codes.NOT_RUNNING, "inputs wait for phase running, "
                          "the room is in %s" % self.phase)
             return
         if msg.t == "say":
             self.broadcast_event("say", player=player.id, text=msg["text"])
             return
         if msg.t not in self.game.input_types:
-            self._reject(player, seq, "unsupported", "this game takes no %s inputs" % msg.t)
+            self._reject(player, seq, codes.UNSUPPORTED, "this game takes no %s inputs" % msg.t)
             return
         outcome = self.game.handle(player, msg)
         if isinstance(outcome, Reject):
@@ -349,7 +352,7 @@ class RealtimeRoom(Membership):
             player.ack = seq
         if seq is not None:
             try:
-                self._reject(player, seq, "internal_error",
+                self._reject(player, seq, codes.INTERNAL_ERROR,
                              "the server failed on this input; it was dropped")
             except Exception:
                 pass

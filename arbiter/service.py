@@ -18,9 +18,11 @@ from arbiter.config import Config
 from arbiter.games.cubes import CubeGame
 from arbiter.ids import PlayerIds
 from arbiter.quietlog import QuietLog
+from arbiter import codes
+from arbiter.lockstep import LockstepRoom
 from arbiter.room import JoinError, RealtimeRoom, RoomRegistry
+from arbiter.schema import Schema
 from arbiter.tokens import BadToken, Signer
-from protocols import wire
 
 log = Logger()
 
@@ -47,6 +49,8 @@ class ArbiterService(Service):
         self.outbox = None
         self.metrics = metrics
         self.room_factories = {"realtime": self._make_realtime, "lockstep": self._make_lockstep}
+        # what this server's clients may send: its game's inputs, its room kinds' messages
+        self.schema = Schema.build(game_factory, (RealtimeRoom, LockstepRoom))
         self._player_ids = PlayerIds()
         self._loop = None
         self._slot = -1
@@ -69,7 +73,7 @@ class ArbiterService(Service):
         self._loop = None
         super().stopService()
         if self.outbox is not None:
-            return self.outbox.close_all(wire.CLOSE_GOING_AWAY, "server shutting down")
+            return self.outbox.close_all(codes.CLOSE_GOING_AWAY, "server shutting down")
         return None
 
     def _tick(self, count=1):
@@ -117,7 +121,6 @@ class ArbiterService(Service):
                             metrics=self.metrics, **options)
 
     def _make_lockstep(self, name, **options):
-        from arbiter.lockstep import LockstepRoom   # docs/LOCKSTEP.md
         return LockstepRoom(name, self.config, self.outbox, self.signer, self.clock,
                             ids=self._player_ids, metrics=self.metrics, **options)
 
@@ -142,10 +145,10 @@ class ArbiterService(Service):
             try:
                 body = self.signer.open(token, name, now=self.clock.seconds())
             except BadToken as e:
-                raise JoinError(wire.BAD_TOKEN, str(e), wire.CLOSE_BAD_TOKEN)
+                raise JoinError(codes.BAD_TOKEN, str(e), codes.CLOSE_BAD_TOKEN)
             if room is None:
-                raise JoinError(wire.BAD_TOKEN, "token is dead: the room is gone",
-                                wire.CLOSE_BAD_TOKEN)
+                raise JoinError(codes.BAD_TOKEN, "token is dead: the room is gone",
+                                codes.CLOSE_BAD_TOKEN)
             if "pid" in body and "n" in body:
                 player, taken_over = room.resume(body)
                 return room, player, taken_over

@@ -4,7 +4,7 @@
     python bench/fuzz.py --frames 1000000 --seed 7
     python bench/fuzz.py --frames 100000 --kinds lone_surrogate,deep_nesting --progress
 
-The same pipeline and generators as tests/test_fuzz.py (arbiter/fuzzing.py):
+The same pipeline and generators as tests/test_fuzz.py (arbiter/tools/fuzzing/):
 a JSON and a msgpack hostile connection send generated frames (about
 ``--frames-per-tick`` between two ticks of a task.Clock), a JSON and a msgpack
 honest player play in the same room, every answer is checked against the
@@ -28,7 +28,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)           # this checkout's arbiter, not an installed copy
 
-from arbiter import fuzzing  # noqa: E402
+from arbiter.tools import fuzzing  # noqa: E402
 
 
 def main(argv=None):

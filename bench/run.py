@@ -79,7 +79,7 @@ def run_arbiter(n, r, args):
         if port is None:
             raise RuntimeError("server did not start")
         time.sleep(0.5)
-        lt = ["taskset", "-c", "1", sys.executable, "-m", "arbiter.loadtest",
+        lt = ["taskset", "-c", "1", sys.executable, "-m", "arbiter.tools.loadtest",
               "--url", "ws://127.0.0.1:%d/ws" % port, "-n", str(n), "-r", str(r),
               "--encoding", args.encoding, "--warmup", str(args.warmup),
               "--duration", str(args.duration), "--server-pid", str(server.pid), "-q"]

@@ -5,6 +5,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from arbiter import codes
 from arbiter.quietlog import LogBudget, QuietLog
 from protocols import wire
 from protocols.framing import InlineFraming, server_frame
@@ -108,7 +109,7 @@ class ArbiterFactory(WebSocketServerFactory):
                 else:
                     frame = prepared[enc] = (self.prepareMessage(payload, binary), len(payload))
             if frame is False:
-                proto.send_error("internal_error", "the server could not encode a %s "
+                proto.send_error(codes.INTERNAL_ERROR, "the server could not encode a %s "
                                  "message for you" % msg.get("t"))
             elif proto.state == _OPEN:
                 self.count_out(frame[1])

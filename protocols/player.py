@@ -8,9 +8,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
+from arbiter import codes
 from arbiter.quietlog import QuietLog
 from arbiter.room import INPUT_QUEUE_PAUSE, JoinError
 from arbiter.rules import TokenBucket
+from arbiter.schema import WireError
 from protocols import wire
 from protocols.framing import queued, server_frame, write_now
 
@@ -113,7 +115,7 @@ class PlayerProtocol(WebSocketServerProtocol):
     def _hello_expired(self):
         self._hello_call = None
         if self.player is None and self.state == self.STATE_OPEN:
-            self.close_with(wire.CLOSE_POLICY, "no valid hello within %g s"
+            self.close_with(codes.CLOSE_POLICY, "no valid hello within %g s"
                             % self.factory.config.hello_timeout)
 
     def _stop_hello_deadline(self):
@@ -204,7 +206,7 @@ class PlayerProtocol(WebSocketServerProtocol):
             t = str(msg.get("t"))
             self.quiet_log().failure("encode " + t, "{peer}: a {t} message could not be "
                                      "encoded", peer=self.peer, t=t)
-            encoded = wire.encode({"t": "error", "code": "internal_error",
+            encoded = wire.encode({"t": "error", "code": codes.INTERNAL_ERROR,
                                    "msg": "the server could not encode a %s message for you"
                                    % t}, self.encoding)
         self.send_payload(*encoded)
@@ -221,30 +223,32 @@ class PlayerProtocol(WebSocketServerProtocol):
     # -- receiving -------------------------------------------------------------------
     def onMessage(self, payload, isBinary):
         try:
-            t, raw = wire.classify(payload, isBinary, self.encoding)
+            schema = self.factory.service.schema
+            raw = wire.parse(payload, isBinary, self.encoding)
+            t = schema.classify(raw)
             if self.player is None:
-                if t != "hello":
-                    raise wire.WireError(wire.NOT_JOINED, "send hello before %s" % t)
-            elif t == "hello":
-                raise wire.WireError(wire.ALREADY_JOINED, "this connection has joined already")
-            msg = wire.validate(t, raw)
-            if t == "hello":
+                if t != codes.HELLO:
+                    raise WireError(codes.NOT_JOINED, "send hello before %s" % t)
+            elif t == codes.HELLO:
+                raise WireError(codes.ALREADY_JOINED, "this connection has joined already")
+            msg = schema.validate(t, raw)
+            if t == codes.HELLO:
                 self._hello(msg)
-            elif t in wire.INPUT_TYPES:
+            elif schema.is_input(t):
                 if self.room.submit(self.player, msg) >= INPUT_QUEUE_PAUSE:
                     self._pause_reading()
-            elif t == "ping":
+            elif t == codes.PING:
                 self._pong(msg)
-            elif t == "resync":
+            elif t == codes.RESYNC:
                 self.room.request_snapshot(self.player)
             else:
                 self.room.handle_message(self.player, msg)
-        except wire.WireError as e:
+        except WireError as e:
             self._wire_error(e)
         except Exception:
             self.quiet_log().failure("internal_error", "{peer}: failed on a {size}-byte message",
                                      peer=self.peer, size=len(payload))
-            self.send_error("internal_error", "the server failed on this message")
+            self.send_error(codes.INTERNAL_ERROR, "the server failed on this message")
 
     def _pong(self, msg):
         if not self._ping_allowed(tell=True):
@@ -263,7 +267,7 @@ class PlayerProtocol(WebSocketServerProtocol):
 
     def _wire_error(self, e):
         self.send_error(e.code, e.msg)
-        if e.code != wire.BAD_MESSAGE:
+        if e.code != codes.BAD_MESSAGE:
             return
         self.quiet_log().warn("bad_message", "{peer} sent a bad message: {msg}",
                               peer=self.peer, msg=e.msg)
@@ -273,7 +277,7 @@ class PlayerProtocol(WebSocketServerProtocol):
         while times and times[0] <= now - BAD_MESSAGE_WINDOW:
             times.popleft()
         if len(times) >= BAD_MESSAGE_LIMIT:
-            self.close_with(wire.CLOSE_POLICY, "too many bad messages")
+            self.close_with(codes.CLOSE_POLICY, "too many bad messages")
 
     def _hello(self, msg):
         try:
@@ -319,7 +323,7 @@ class PlayerProtocol(WebSocketServerProtocol):
             return True
         if tell and not self._ping_limited:
             self._ping_limited = True
-            self.send_error(wire.RATE_LIMITED,
+            self.send_error(codes.RATE_LIMITED,
                             "too many pings (%d at once, then %g a second): pings are not "
                             "answered until you slow down" % (bucket.capacity, bucket.rate))
         return False

@@ -1,242 +1,21 @@
-"""The wire: message schemas, decoding with validation, encoding (JSON and msgpack).
+"""The wire's encodings: JSON and msgpack, strictly parsed and once-encoded.
 
-Everything a client can send is checked here, at the edge. ``decode`` returns
-a :class:`Message` or raises :class:`WireError` whose ``code`` is the protocol
-error code and whose ``msg`` names the field, the value and what was expected.
-Wire constants (subprotocols, error and close codes) live here too.
+``parse`` turns the bytes of one client message into plain data (or raises
+:class:`~arbiter.schema.WireError` ``bad_message``); the service's
+:class:`~arbiter.schema.Schema` then checks its type and fields. ``encode`` and
+the state frame parts turn server messages into bytes. The vocabulary (message
+types, codes) is :mod:`arbiter.codes`.
 """
 
 import itertools
 import json
 import math
 import re
-from dataclasses import dataclass
 
 import msgpack
 
-JSON = "arbiter.v1.json"
-MSGPACK = "arbiter.v1.msgpack"
-SUBPROTOCOLS = (JSON, MSGPACK)
-
-# close codes
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_TAKEN_OVER = 4000
-CLOSE_BAD_TOKEN = 4001
-CLOSE_ROOM_FULL = 4003
-
-# error codes (``error`` messages)
-BAD_MESSAGE = "bad_message"
-NOT_JOINED = "not_joined"
-ALREADY_JOINED = "already_joined"
-BAD_TOKEN = "bad_token"
-ROOM_FULL = "room_full"
-# reject codes, in the order of precedence PROTOCOL.md gives
-BAD_SEQ = "bad_seq"
-RATE_LIMITED = "rate_limited"
-NOT_OWNER = "not_owner"
-OUT_OF_BOUNDS = "out_of_bounds"
-LIMIT = "limit"
-MISS = "miss"
-SPEED = "speed"
-
-MAX_INT = 2 ** 53 - 1     # the largest integer a JavaScript client holds exactly
-MAX_SEQ = MAX_INT
-MAX_DEPTH = 32            # maps and arrays nested in one client message
-ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
-
-
-class WireError(Exception):
-    """A message that could not be accepted: ``code`` and a human ``msg``."""
-
-    def __init__(self, code, msg):
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A decoded, validated client message: its type and its checked fields."""
-
-    t: str
-    fields: dict
-
-    def __getitem__(self, key):
-        return self.fields[key]
-
-    def get(self, key, default=None):
-        return self.fields.get(key, default)
-
-
-def _bad(msg):
-    return WireError(BAD_MESSAGE, msg)
-
-
-def _show(value):
-    r = repr(value)
-    return r if len(r) <= 40 else r[:37] + "..."
-
-
-def _is_number(v):
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)
-            and (not isinstance(v, float) or math.isfinite(v)))
-
-
-def _int(name, v, lo=None, hi=None):
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise _bad("expected integer for %s, got %s" % (name, _show(v)))
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise _bad("%s out of range [%s, %s]: %s" % (name, lo, hi, v))
-    return v
-
-
-def _number(name, v, lo=None, hi=None):
-    if not _is_number(v):
-        raise _bad("expected number for %s, got %s" % (name, _show(v)))
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise _bad("%s out of range [%s, %s]: %s" % (name, lo, hi, v))
-    return v
-
-
-def _text(name, v, lo, hi, no_control=False):
-    if not isinstance(v, str):
-        raise _bad("expected string for %s, got %s" % (name, _show(v)))
-    if not lo <= len(v) <= hi:
-        raise _bad("%s must be %d to %d characters, got %d" % (name, lo, hi, len(v)))
-    if no_control and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in v):
-        raise _bad("%s must not contain control characters" % (name,))
-    return v
-
-
-def _pair(name, v, lo=None, hi=None):
-    if not isinstance(v, (list, tuple)) or len(v) != 2:
-        raise _bad("expected [x, z] for %s, got %s" % (name, _show(v)))
-    return [_number(name, v[0], lo, hi), _number(name, v[1], lo, hi)]
-
-
-def entity_id(name, v):
-    """An entity id: a positive integer, or the same written in decimal."""
-    if isinstance(v, str) and v.isdigit() and v.isascii() and len(v) <= 16:
-        v = int(v)
-    elif isinstance(v, str):
-        raise _bad("expected entity id for %s, got %s" % (name, _show(v)))
-    return _int(name, v, 1, MAX_SEQ)
-
-
-def _seq(f):
-    return _int("seq", f.get("seq"), 1, MAX_SEQ)
-
-
-# public names for field checks in extensions
-seq = _seq
-integer = _int
-number = _number
-text = _text
-pair = _pair
-
-
-def _check_hello(f):
-    out = {}
-    if f.get("v") != 1 or isinstance(f.get("v"), bool):
-        raise _bad("expected v = 1, got %s" % _show(f.get("v")))
-    if "name" in f:
-        out["name"] = _text("name", f["name"], 1, 32, no_control=True)
-    room = f.get("room", "main")
-    if not isinstance(room, str) or not ROOM_RE.match(room):
-        raise _bad("room must be 1-64 characters of [A-Za-z0-9_-], got %s" % _show(room))
-    out["room"] = room
-    if "token" in f:
-        if not isinstance(f["token"], str):
-            raise _bad("expected string for token, got %s" % _show(f["token"]))
-        out["token"] = f["token"]
-    # extensions (docs/EXTENSIONS.md): role and sync mode
-    role = f.get("role", "player")
-    if role not in ("player", "spectator"):
-        raise _bad("role must be 'player' or 'spectator', got %s" % _show(role))
-    out["role"] = role
-    if "sync" in f:
-        if f["sync"] not in ("state", "intent"):
-            raise _bad("sync must be 'state' or 'intent', got %s" % _show(f["sync"]))
-        out["sync"] = f["sync"]
-    return out
-
-
-def _check_move(f):
-    return {"seq": _seq(f), "dt": _number("dt", f.get("dt"), 1, 250),
-            "dir": _pair("dir", f.get("dir"), -1, 1)}
-
-
-def _check_spawn(f):
-    out = {"seq": _seq(f)}
-    if "at" in f:
-        out["at"] = _pair("at", f["at"])
-    return out
-
-
-def _check_delete(f):
-    return {"seq": _seq(f), "id": entity_id("id", f.get("id"))}
-
-
-def _check_order(f):
-    ids = f.get("ids")
-    if not isinstance(ids, (list, tuple)) or not 1 <= len(ids) <= 16:
-        raise _bad("ids must be a list of 1 to 16 entity ids, got %s" % _show(ids))
-    return {"seq": _seq(f), "ids": [entity_id("ids", i) for i in ids],
-            "to": _pair("to", f.get("to"))}
-
-
-def _check_tag(f):
-    return {"seq": _seq(f), "id": entity_id("id", f.get("id")),
-            "view": _int("view", f.get("view"), 0, MAX_SEQ)}
-
-
-def _check_say(f):
-    return {"seq": _seq(f), "text": _text("text", f.get("text"), 1, 200)}
-
-
-def _check_ping(f):
-    return {"ts": _number("ts", f.get("ts"))}
-
-
-def _check_resync(f):
-    return {}
-
-
-CHECKS = {
-    "hello": _check_hello,
-    "move": _check_move,
-    "spawn": _check_spawn,
-    "delete": _check_delete,
-    "order": _check_order,
-    "tag": _check_tag,
-    "say": _check_say,
-    "ping": _check_ping,
-    "resync": _check_resync,
-}
-# Numbered inputs: queued for the next tick, acked, rate-limited. Games add their own
-# with ``register_extension(t, check, input=True)``.
-INPUT_TYPES = {"move", "spawn", "delete", "order", "tag", "say"}
-# Extension message types handled by other layers (lockstep rooms, setup phase);
-# they are validated by their handlers. See docs/EXTENSIONS.md.
-EXTENSIONS = {}
-
-
-def register_extension(t, check, input=False):
-    """Accept message type ``t``, validated by ``check(raw_map) -> fields``
-    (raise ``WireError(BAD_MESSAGE, ...)``; the helpers ``seq``, ``number``,
-    ``integer``, ``text``, ``pair`` and ``entity_id`` name field and value).
-
-    With ``input=True`` it is a numbered input (it must carry ``seq``): queued,
-    processed on the next tick, acked and rate-limited like ``move``; a game
-    takes it by listing ``t`` in ``Game.input_types``. Otherwise the room's
-    ``handle_message`` gets it at once."""
-    if t in CHECKS:
-        raise ValueError("%s is a protocol v1 message type" % t)
-    EXTENSIONS[t] = check
-    if input:
-        INPUT_TYPES.add(t)
+from arbiter.codes import JSON, MAX_DEPTH, MAX_INT, MSGPACK, SUBPROTOCOLS
+from arbiter.schema import WireError, bad as _bad, show as _show
 
 
 def _reject_constant(name):
@@ -367,32 +146,6 @@ def parse(payload, is_binary, encoding):
     return obj
 
 
-def classify(payload, is_binary, encoding):
-    """Bytes off the socket -> (t, raw map) for a known type, or :class:`WireError`.
-
-    Fields are not checked yet: a known message before ``hello`` is
-    ``not_joined`` whatever its fields (PROTOCOL.md)."""
-    obj = parse(payload, is_binary, encoding)
-    if not isinstance(obj, dict):
-        raise _bad("expected a map, got %s" % type(obj).__name__)
-    t = obj.get("t")
-    if not isinstance(t, str):
-        raise _bad("expected string for t, got %s" % _show(t))
-    if t not in CHECKS and t not in EXTENSIONS:
-        raise _bad("unknown message type %s" % _show(t))
-    return t, obj
-
-
-def validate(t, obj):
-    """Check a classified message's fields -> :class:`Message`, or :class:`WireError`."""
-    check = CHECKS.get(t) or EXTENSIONS[t]
-    return Message(t, check(obj))
-
-
-def decode(payload, is_binary, encoding):
-    """Bytes off the socket -> a validated :class:`Message`, or :class:`WireError`."""
-    return validate(*classify(payload, is_binary, encoding))
-
 
 # -- encoding ---------------------------------------------------------------
 
@@ -414,24 +167,9 @@ def encode_patch(patch, encoding, float32=False):
     return _json_dumps(patch)
 
 
-_MP_HEAD = {}
-
-
-def state_frame(kind, tick, ack, body, encoding, key="patch"):
-    """A ``delta``/``snapshot`` frame with this player's ``ack``, from a body
-    encoded once per room (``encode_patch``): only the small head differs."""
-    if encoding == MSGPACK:
-        head = _MP_HEAD.get((kind, key))
-        if head is None:
-            head = _MP_HEAD[(kind, key)] = b"\x84" + msgpack.packb("t") + msgpack.packb(kind)
-        return (head + b"\xa4tick" + msgpack.packb(tick) + b"\xa3ack" + msgpack.packb(ack)
-                + msgpack.packb(key) + body), True
-    return (b'{"t":"%s","tick":%d,"ack":%d,"%s":' % (kind.encode(), tick, ack, key.encode())
-            + body + b"}"), False
-
-
 def state_frame_parts(kind, tick, body, encoding, key="patch"):
-    """``state_frame`` in two pieces around the ``ack`` value: for every player,
+    """A ``delta``/``snapshot`` frame in two pieces around the ``ack`` value, from a
+    body encoded once per room (``encode_patch``): for every player,
     ``head + ack_bytes(ack, encoding) + tail`` is that player's frame payload."""
     if encoding == MSGPACK:
         return (b"\x84\xa1t" + msgpack.packb(kind) + b"\xa4tick" + msgpack.packb(tick) + b"\xa3ack",
@@ -455,7 +193,6 @@ def decode_server(payload, is_binary):
 
 
 __all__ = [
-    "JSON", "MSGPACK", "SUBPROTOCOLS", "WireError", "Message", "classify", "decode", "validate",
-    "encode", "encode_patch", "state_frame", "state_frame_parts", "ack_bytes", "decode_server", "register_extension",
-    "INPUT_TYPES", "entity_id",
+    "JSON", "MSGPACK", "SUBPROTOCOLS", "WireError", "parse", "check_plain", "encode",
+    "encode_patch", "state_frame_parts", "ack_bytes", "decode_server",
 ]

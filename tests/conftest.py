@@ -19,7 +19,7 @@ class RunningServer:
 
 def start_server(config=None, **build_kwargs):
     from twisted.internet import reactor
-    from arbiter.server import build
+    from arbiter.app.server import build
 
     service, factory, site = build(config or Config(port=0), **build_kwargs)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")

@@ -7,7 +7,7 @@ import pytest_twisted
 import treq
 from twisted.internet import defer
 
-from arbiter.client import open_socket
+from protocols.client import open_socket
 from arbiter.config import Config
 from arbiter.tokens import Signer
 

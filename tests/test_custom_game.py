@@ -5,8 +5,8 @@ from twisted.internet import task
 
 from arbiter.config import Config
 from arbiter.games.paint import PaintGame
-from arbiter.server import build
-from arbiter.testing import FakeClient
+from arbiter.app.server import build
+from protocols.testing import FakeClient
 
 
 @pytest.fixture

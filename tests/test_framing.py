@@ -7,8 +7,8 @@ import pytest
 from twisted.internet import task
 
 from arbiter.config import Config
-from arbiter.server import build
-from arbiter.testing import FakeClient
+from arbiter.app.server import build
+from protocols.testing import FakeClient
 from protocols import wire
 from protocols.framing import server_frame, unmask
 

@@ -2,9 +2,9 @@
 whole pipeline (decode -> validate -> room -> tick -> encode), in memory.
 
 Each example is a plan: hostile frames (a JSON and a msgpack hostile connection,
-``arbiter.fuzzing.generate(kind, seed, ...)``), ticks and quiet gaps, while an
+``arbiter.tools.fuzzing.generate(kind, seed, ...)``), ticks and quiet gaps, while an
 honest JSON player and an honest msgpack player play in the same room. The
-``arbiter.fuzzing.Fuzzer`` checks every answer against the contract as the
+``arbiter.tools.fuzzing.Fuzzer`` checks every answer against the contract as the
 clients see it on the wire, and at the end the honest players' mirrors against
 a ``resync`` snapshot and a newcomer's snapshot. Reproducible: derandomized, no
 example database. ``bench/fuzz.py`` runs the same pipeline for longer.
@@ -17,9 +17,9 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from arbiter import fuzzing
+from arbiter.tools import fuzzing
 from arbiter.games.cubes import CubeGame
-from arbiter.fuzzing import Deep, Fuzzer, Lit, Pairs, Frame, message_frame
+from arbiter.tools.fuzzing import Deep, Fuzzer, Lit, Pairs, Frame, message_frame
 from protocols import wire
 
 JSON, MSGPACK = wire.JSON, wire.MSGPACK

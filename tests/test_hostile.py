@@ -1,7 +1,7 @@
 """Hostile input (issue 9's findings 1-3): strict decoding at the edge, inputs that
 fail alone, quiet logs, player ids that a restart does not hand out again.
 
-Real PlayerProtocols over StringTransports (arbiter.testing.FakeClient), time on
+Real PlayerProtocols over StringTransports (protocols.testing.FakeClient), time on
 a task.Clock.
 """
 
@@ -15,8 +15,8 @@ from twisted.logger import globalLogPublisher
 from arbiter.config import Config
 from arbiter.games.cubes import CubeGame
 from arbiter.ids import PlayerIds
-from arbiter.server import build
-from arbiter.testing import FakeClient
+from arbiter.app.server import build
+from protocols.testing import FakeClient
 from protocols import wire
 
 

@@ -3,7 +3,7 @@
 import pytest
 import pytest_twisted
 
-from arbiter.client import connect
+from protocols.client import connect
 from protocols import wire
 
 

@@ -3,7 +3,7 @@
 import pytest
 import pytest_twisted
 
-from arbiter.client import connect
+from protocols.client import connect
 from arbiter.config import Config, World
 from arbiter.games.cubes import extrapolate
 from protocols import wire

@@ -18,7 +18,7 @@ import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from arbiter.client import connect, open_socket
+from protocols.client import connect, open_socket
 from arbiter.config import Config, World
 from test_protocol import Harness
 
@@ -463,7 +463,7 @@ def test_per_address_cap_counts_websockets_after_the_takeover(make_server):
 
 def test_daemon_options_for_limits_reach_the_config():
     """--max-connections-per-ip and --handshake-timeout land in Config; the defaults match Config's."""
-    from arbiter.tap import Options
+    from arbiter.app.tap import Options
     o = Options()
     o.parseOptions(["--max-connections-per-ip", "8", "--handshake-timeout", "2.5"])
     c = o.config()

@@ -36,7 +36,7 @@ def test_loadtest_reports_a_sane_run(server_process, encoding):
     """8 bots in rooms of 4: all connect, about 20 updates/s each, acks measured, CPU read."""
     proc, port = server_process
     out = subprocess.run(
-        [sys.executable, "-m", "arbiter.loadtest", "--url", "ws://127.0.0.1:%d/ws" % port,
+        [sys.executable, "-m", "arbiter.tools.loadtest", "--url", "ws://127.0.0.1:%d/ws" % port,
          "-n", "8", "-r", "4", "--encoding", encoding, "--warmup", "1", "--duration", "3",
          "--server-pid", str(proc.pid)],
         capture_output=True, text=True, timeout=90, cwd=ROOT)
@@ -58,7 +58,7 @@ def test_loadtest_reports_a_sane_run(server_process, encoding):
 def test_loadtest_fails_cleanly_without_server():
     """No server at the URL: exit status 1 and a message, within the bound."""
     out = subprocess.run(
-        [sys.executable, "-m", "arbiter.loadtest", "--url", "ws://127.0.0.1:9/ws", "-n", "2",
+        [sys.executable, "-m", "arbiter.tools.loadtest", "--url", "ws://127.0.0.1:9/ws", "-n", "2",
          "--join-timeout", "3", "--warmup", "0", "--duration", "1", "-q"],
         capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 1

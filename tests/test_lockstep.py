@@ -8,9 +8,12 @@ from arbiter.checksums import ChecksumLedger
 from arbiter.lockstep import LockstepRoom
 from arbiter.lockstep_packets import adapt_timing
 from arbiter.room import JoinError
-from arbiter.testing import RecordingOutbox
+from protocols.testing import RecordingOutbox
+from arbiter.schema import Schema, WireError
 from arbiter.tokens import Signer
-from protocols import wire
+
+# what a lockstep room's clients may send
+SCHEMA = Schema(messages=LockstepRoom.messages)
 
 
 def make_room(n=2, **options):
@@ -32,7 +35,7 @@ def make_room(n=2, **options):
 def send(room, player, t, **fields):
     raw = {"t": t}
     raw.update(fields)
-    room.handle_message(player, wire.validate(t, raw))
+    room.handle_message(player, SCHEMA.validate(t, raw))
 
 
 def started(n=2, **options):
@@ -144,8 +147,8 @@ def test_bad_packets_are_rejected_with_a_code(turn, cmds, code):
 def test_malformed_turn_packets_are_bad_message_naming_the_field(raw, words):
     """wire validation of turn packets names the field, the value and what was expected."""
     raw = dict(raw, t="turn")
-    with pytest.raises(wire.WireError) as e:
-        wire.validate("turn", raw)
+    with pytest.raises(WireError) as e:
+        SCHEMA.validate("turn", raw)
     assert e.value.code == "bad_message"
     for w in words:
         assert w in e.value.msg
@@ -298,9 +301,9 @@ def test_a_full_room_refuses_players_but_takes_spectators():
 def test_realtime_inputs_in_a_lockstep_room_are_rejected():
     """A move in a lockstep room is rejected with not_in_game; say still reaches everyone."""
     room, out, clock, (a, b) = started(2)
-    room.submit(a, wire.validate("move", {"t": "move", "seq": 1, "dt": 10, "dir": [1, 0]}))
+    room.submit(a, SCHEMA.validate("move", {"t": "move", "seq": 1, "dt": 10, "dir": [1, 0]}))
     assert of(out, a.id, "reject")[-1]["code"] == "not_in_game"
-    room.submit(a, wire.validate("say", {"t": "say", "seq": 2, "text": "gg"}))
+    room.submit(a, SCHEMA.validate("say", {"t": "say", "seq": 2, "text": "gg"}))
     assert of(out, b.id, "event")[-1] == {"t": "event", "kind": "say", "player": a.id,
                                           "text": "gg"}
 

@@ -1,4 +1,4 @@
-"""Integration: deterministic lockstep bots on real sockets (arbiter.lockstep_bots)."""
+"""Integration: deterministic lockstep bots on real sockets (arbiter.tools.lockstep_bots)."""
 
 import time
 
@@ -6,7 +6,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from arbiter.config import Config
-from arbiter.lockstep_bots import LockstepBot
+from arbiter.tools.lockstep_bots import LockstepBot
 from protocols import wire
 
 

@@ -4,7 +4,7 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor, task
 
-from arbiter.client import connect
+from protocols.client import connect
 from protocols import wire
 
 

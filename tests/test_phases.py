@@ -6,9 +6,9 @@ import pytest_twisted
 import treq
 from twisted.internet import defer
 
-from arbiter.client import connect
+from protocols.client import connect
 from arbiter.config import Config
-from arbiter.lockstep_bots import LockstepBot
+from arbiter.tools.lockstep_bots import LockstepBot
 
 KEY = "k3y"
 AUTH = {"Authorization": ["Bearer " + KEY]}

@@ -1,7 +1,7 @@
 """Protocol v1 through fake transports: every message, error and close code.
 
 Each test drives a real PlayerProtocol with real WebSocket frames over a
-StringTransport (arbiter.testing.FakeClient); time is a task.Clock.
+StringTransport (protocols.testing.FakeClient); time is a task.Clock.
 """
 
 import json
@@ -11,8 +11,8 @@ import pytest
 from twisted.internet import task
 
 from arbiter.config import Config, World
-from arbiter.server import build
-from arbiter.testing import FakeClient
+from arbiter.app.server import build
+from protocols.testing import FakeClient
 from protocols import wire
 
 TICK = 0.05
@@ -822,7 +822,7 @@ def test_send_rate_below_tick_rate(txaio_clock):
 
 def test_daemon_options_reach_the_config():
     """twistd/python -m options land in the one Config."""
-    from arbiter.tap import Options
+    from arbiter.app.tap import Options
     o = Options()
     o.parseOptions(["--port", "0", "--tick-rate", "60", "--send-rate", "30", "--max-players", "4",
                     "--max-cubes", "8", "--grace", "5", "--recenter-every", "3",
@@ -836,7 +836,7 @@ def test_daemon_options_reach_the_config():
 def test_bad_options_are_usage_errors():
     """A send rate that does not divide the tick rate is refused at start."""
     from twisted.python import usage
-    from arbiter.tap import Options
+    from arbiter.app.tap import Options
     o = Options()
     o.parseOptions(["--tick-rate", "20", "--send-rate", "15"])
     with pytest.raises(usage.UsageError):

@@ -5,7 +5,7 @@ import socket
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from arbiter.client import connect
+from protocols.client import connect
 from arbiter.config import Config, World
 
 

@@ -2,7 +2,7 @@ from twisted.application.service import ServiceMaker
 
 arbiter = ServiceMaker(
     "arbiter",
-    "arbiter.tap",
+    "arbiter.app.tap",
     "Arbiter: an authoritative multiplayer game server (pages at /, socket at /ws)",
     "arbiter",
 )

@@ -20,9 +20,8 @@ import uuid
 from twisted.logger import Logger
 from twisted.web import resource
 
-import arbiter.lockstep  # noqa: F401  (registers the lockstep wire extensions)
 from arbiter import phases
-from protocols import wire
+from arbiter.schema import ROOM_RE, WireError
 
 log = Logger()
 
@@ -218,7 +217,7 @@ class ApiResource(resource.Resource):
         room_id = body.get("id")
         if room_id is None:
             room_id = "r" + os.urandom(5).hex()
-        elif not isinstance(room_id, str) or not wire.ROOM_RE.match(room_id):
+        elif not isinstance(room_id, str) or not ROOM_RE.match(room_id):
             raise _bad("id", room_id, "1-64 characters of [A-Za-z0-9_-]")
         if self.service.rooms.get(room_id) is not None:
             raise ApiError(409, "room_exists", "a room with id %s exists already"
@@ -229,7 +228,7 @@ class ApiResource(resource.Resource):
         seed = _int(body, "seed", 0, 2 ** 53)
         try:
             config = phases.check_config("config", body.get("config", {}))
-        except wire.WireError as e:
+        except WireError as e:
             raise ApiError(400, "bad_request", e.msg)
         options = {}
         if max_players is not None:
@@ -238,7 +237,7 @@ class ApiResource(resource.Resource):
             options["seed"] = seed
         if mode == "lockstep":
             game = body.get("game", "demo")
-            if not isinstance(game, str) or not wire.ROOM_RE.match(game) or len(game) > 32:
+            if not isinstance(game, str) or not ROOM_RE.match(game) or len(game) > 32:
                 raise _bad("game", game, "1-32 characters of [A-Za-z0-9_-]")
             if "setup" in body and body["setup"] is not True:
                 raise _bad("setup", body["setup"], "true (a lockstep room starts in setup)")

@@ -17,6 +17,9 @@ class Game:
 
     #: message types this game takes as numbered inputs (``say`` is the room's).
     input_types = frozenset()
+    #: the game's own numbered inputs, beyond protocol v1's: type -> check(raw map) ->
+    #: fields (arbiter/schema.py has the field checks). The service's schema accepts them.
+    input_checks = {}
 
     def __init__(self, room):
         self.room = room

@@ -8,7 +8,7 @@ from collections import deque
 from arbiter.games.base import Game
 from arbiter.movement import round2, step_avatar, step_toward
 from arbiter.rules import Correction, MovementBudget, Reject
-from protocols import wire
+from arbiter import codes
 
 PALETTE = [
     "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
@@ -109,7 +109,7 @@ class CubeGame(Game):
     def _move(self, player, msg):
         eid = self.avatars.get(player.id)
         if eid is None:
-            return Reject(wire.NOT_OWNER, "you have no avatar")
+            return Reject(codes.NOT_OWNER, "you have no avatar")
         dt = msg["dt"]
         allowed = self.budgets[player.id].spend(self.room.now, dt)
         node = self.entities[str(eid)]
@@ -121,16 +121,16 @@ class CubeGame(Game):
                 node["pos"] = pos = [x, Y, z]
         if allowed < dt:
             self.pending_corrections[(player.id, eid)] = Correction(
-                player.id, eid, pos, wire.SPEED, msg["seq"])
+                player.id, eid, pos, codes.SPEED, msg["seq"])
         return None
 
     def _spawn(self, player, msg):
         at = msg.get("at")
         if at is not None and not self._in_plane(at):
-            return Reject(wire.OUT_OF_BOUNDS, "spawn point %r is outside the plane" % (at,))
+            return Reject(codes.OUT_OF_BOUNDS, "spawn point %r is outside the plane" % (at,))
         owned = sum(1 for c in self.cubes.values() if c.owner == player.id)
         if owned >= self.world.max_cubes:
-            return Reject(wire.LIMIT, "you already have %d cubes (max_cubes)" % owned)
+            return Reject(codes.LIMIT, "you already have %d cubes (max_cubes)" % owned)
         if at is None:
             half = self.world.size / 2
             at = [self.room.rng.uniform(-half, half), self.room.rng.uniform(-half, half)]
@@ -145,7 +145,7 @@ class CubeGame(Game):
     def _delete(self, player, msg):
         cube = self._own_cube(player, msg["id"])
         if cube is None:
-            return Reject(wire.NOT_OWNER, "entity %d is not a cube of yours" % msg["id"])
+            return Reject(codes.NOT_OWNER, "entity %d is not a cube of yours" % msg["id"])
         self._remove_cube(cube)
         return None
 
@@ -161,11 +161,11 @@ class CubeGame(Game):
         for eid in msg["ids"]:
             cube = self._own_cube(player, eid)
             if cube is None:
-                return Reject(wire.NOT_OWNER, "entity %d is not a cube of yours" % eid)
+                return Reject(codes.NOT_OWNER, "entity %d is not a cube of yours" % eid)
             cubes.append(cube)
         to = msg["to"]
         if not self._in_plane(to):
-            return Reject(wire.OUT_OF_BOUNDS, "target %r is outside the plane" % (to,))
+            return Reject(codes.OUT_OF_BOUNDS, "target %r is outside the plane" % (to,))
         to = [round2(to[0]), round2(to[1])]
         tick = self.room.tick
         for cube in cubes:
@@ -178,7 +178,7 @@ class CubeGame(Game):
     def _tag(self, player, msg):
         target = self.avatar_owner.get(msg["id"])
         if target is None or target == player.id:
-            return Reject(wire.MISS, "entity %d is not another player's avatar" % msg["id"])
+            return Reject(codes.MISS, "entity %d is not another player's avatar" % msg["id"])
         tick = self.room.tick
         view = max(tick - self.room.config.send_rate, min(msg["view"], tick))
         then = None
@@ -192,7 +192,7 @@ class CubeGame(Game):
         me = self.entities[str(self.avatars[player.id])]["pos"]
         dx, dz = me[0] - then[0], me[2] - then[1]
         if dx * dx + dz * dz > self.world.tag_radius ** 2:
-            return Reject(wire.MISS, "target was %.2f away at tick %d (tag_radius %s)"
+            return Reject(codes.MISS, "target was %.2f away at tick %d (tag_radius %s)"
                           % ((dx * dx + dz * dz) ** 0.5, view, self.world.tag_radius))
         self.room.add_score(player, 1)
         self.room.broadcast_event("tag", player=player.id, target=target)
@@ -292,7 +292,7 @@ class CubeGame(Game):
                     node["pos"] = pos = [start[0], Y, start[1]]
                     player = self.room.players.get(pid)
                     self.pending_corrections[(pid, eid)] = Correction(
-                        pid, eid, pos, wire.SPEED, last_seq.get(pid, player.ack if player else 0))
+                        pid, eid, pos, codes.SPEED, last_seq.get(pid, player.ack if player else 0))
             self.window_start[pid] = (pos[0], pos[2])
 
     def take_corrections(self):

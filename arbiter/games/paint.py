@@ -6,8 +6,8 @@ Run it with ``twistd -n arbiter --game arbiter.games.paint:PaintGame``. Input:
 """
 
 from arbiter.games.base import Game
+from arbiter import codes, schema
 from arbiter.rules import Reject
-from protocols import wire
 
 GRID = 16
 COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4"]
@@ -16,15 +16,13 @@ COLORS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4"]
 def check_paint(raw):
     cell = raw.get("cell")
     if not isinstance(cell, list) or len(cell) != 2:
-        raise wire.WireError(wire.BAD_MESSAGE, "expected [i, j] for cell, got %r" % (cell,))
-    return {"seq": wire.seq(raw), "cell": [wire.integer("cell", c) for c in cell]}
-
-
-wire.register_extension("paint", check_paint, input=True)
+        raise schema.bad("expected [i, j] for cell, got %r" % (cell,))
+    return {"seq": schema.seq(raw), "cell": [schema.integer("cell", c) for c in cell]}
 
 
 class PaintGame(Game):
     input_types = frozenset({"paint"})
+    input_checks = {"paint": check_paint}
 
     def __init__(self, room):
         super().__init__(room)
@@ -39,7 +37,7 @@ class PaintGame(Game):
     def handle(self, player, msg):
         i, j = msg["cell"]
         if not (0 <= i < GRID and 0 <= j < GRID):
-            return Reject(wire.OUT_OF_BOUNDS, "cell %r is off the %dx%d grid" % ([i, j], GRID, GRID))
+            return Reject(codes.OUT_OF_BOUNDS, "cell %r is off the %dx%d grid" % ([i, j], GRID, GRID))
         self.state["cells"]["%d,%d" % (i, j)] = player.color
         return None
 

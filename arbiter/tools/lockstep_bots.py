@@ -1,13 +1,13 @@
 """Deterministic lockstep bots: a test harness for lockstep rooms.
 
-A :class:`LockstepBot` is a real client on a real socket (``arbiter.client``).
+A :class:`LockstepBot` is a real client on a real socket (``protocols.client``).
 It runs the demo game (``arbiter.lockstep_game``), sends one ``turn`` packet per
 turn ``input_delay`` turns ahead, attaches the checksum of the turn it just
 applied, and can add a random latency (FIFO, like TCP) to what it sends. A bot
 made with ``desync_at=K`` corrupts its own copy of the game at turn K: the
 server must halt the game at turn K and name it.
 
-    python -m arbiter.lockstep_bots --url http://127.0.0.1:8080 --bots 4 --turns 1000
+    python -m arbiter.tools.lockstep_bots --url http://127.0.0.1:8080 --bots 4 --turns 1000
 
 creates a lockstep room through the HTTP API, runs the bots and prints figures.
 """
@@ -19,7 +19,7 @@ import time
 from autobahn.exception import Disconnected
 from twisted.internet import defer
 
-from arbiter.client import open_socket
+from protocols.client import open_socket
 from arbiter.lockstep_game import DemoGame
 from protocols import wire
 

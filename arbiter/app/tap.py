@@ -80,7 +80,7 @@ class Options(usage.Options):
             raise usage.UsageError(str(e))
 
     def build(self, clock=None):
-        from arbiter.server import build
+        from arbiter.app.server import build
         game = _load(self["game"]) if self["game"] else None
         return build(self.config(), clock=clock, game_factory=game,
                      static_dir=self["static-dir"])

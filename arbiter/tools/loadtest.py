@@ -3,7 +3,7 @@
     arbiter-loadtest --url ws://127.0.0.1:8080/ws -n 400 -r 8 --encoding msgpack \\
         --warmup 5 --duration 20 --server-pid 1234
 
-Each bot is an :class:`arbiter.client.ArbiterClient`: it joins room
+Each bot is an :class:`protocols.client.ArbiterClient`: it joins room
 ``<prefix>-<k>`` (R bots a room), spawns 4 cubes, then every 100 ms (random
 phase) orders one of its cubes (round-robin) to a random point of the plane.
 Every bot decodes and applies every state message to its mirror, as a real
@@ -30,7 +30,7 @@ import msgpack
 from twisted.internet import defer, task
 
 
-from arbiter.client import ArbiterClient, ArbiterClientProtocol, open_socket
+from protocols.client import ArbiterClient, ArbiterClientProtocol, open_socket
 from arbiter.state import apply_merge_patch
 from protocols import wire
 from protocols.framing import unmask, write_now
@@ -514,7 +514,7 @@ class BotProtocol(ArbiterClientProtocol):
 
 
 def _open(client, url, encoding, fast=True):
-    """arbiter.client.open_socket for an existing bot, speaking BotProtocol."""
+    """protocols.client.open_socket for an existing bot, speaking BotProtocol."""
     return open_socket(url, encoding, client=client, protocol=BotProtocol, fast=fast)
 
 

@@ -1,0 +1,1 @@
+"""Tools that drive a server from outside: the load tester, lockstep bots, the fuzzer."""
