@@ -15,6 +15,7 @@ import itertools
 import os
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from arbiter import phases
 from arbiter.ids import PlayerIds
@@ -24,7 +25,8 @@ from arbiter.checksums import ChecksumLedger
 from arbiter.codes import (BAD_TURN, DUPLICATE, LATE, NOT_IN_GAME, NOT_RUNNING, SPECTATOR,
                            TOO_BIG)
 from arbiter.lockstep_packets import MAX_AHEAD, MAX_CMD_BYTES, adapt_timing, check_turn
-from arbiter.room import JoinError, Membership, Player
+from arbiter.interfaces import IRoom
+from arbiter.membership import JoinError, Player, RoomBase
 from arbiter import codes
 from arbiter.schema import WireError
 
@@ -35,7 +37,8 @@ ROOM_ENDED = "room_ended"     # not (yet) in arbiter/codes.py: the JS client has
 CLOSE_ROOM_ENDED = 4004
 
 
-class LockstepRoom(Membership):
+@implementer(IRoom)
+class LockstepRoom(RoomBase):
     """A lockstep room: setup lobby, then turns of master packets."""
 
     mode = "lockstep"
@@ -46,14 +49,10 @@ class LockstepRoom(Membership):
                  max_players=None, min_players=1, game="demo", setup=None, turn_ms=None,
                  turn_timeout=None, drop_after=None, input_delay=2, adapt_every=10,
                  metrics=None):
-        self.name = name
-        self.config = config
-        self.out = outbox
-        self.signer = signer
+        self._init_base(name, config, outbox, signer, SETUP)
         self.clock = clock
         self.metrics = metrics
         self.now = clock.seconds()
-        self.created_at = self.now
         self.max_players = max_players or config.world.max_players
         self.seed = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
         self.game = game
@@ -64,9 +63,6 @@ class LockstepRoom(Membership):
         self.input_delay = max(1, int(input_delay))
         self.adapt_every = max(1, int(adapt_every))
         self.lag_after = min(0.25, self.turn_timeout / 2.0)
-        self.persistent = False
-        self.phase = SETUP
-        self.players = {}              # id -> Player (players and spectators)
         self._ids = ids or PlayerIds()
         self.lobby = Lobby(self, setup, min_players)
         # the game, from start on
@@ -119,17 +115,11 @@ class LockstepRoom(Membership):
                  name=player.name, room=self.name)
         return player
 
-    def join_with_token(self, body, hello):
-        """A player admitted by an HTTP join token (docs/HTTP.md)."""
-        pid = body.get("player")
-        if body.get("inc") != getattr(self, "incarnation", None):
-            raise JoinError(codes.BAD_TOKEN, "join token is for an earlier room of that name",
-                            codes.CLOSE_BAD_TOKEN)
-        if not isinstance(pid, str) or pid in self.players or pid in self.order:
-            raise JoinError(codes.BAD_TOKEN, "join token already used: reconnect with the "
-                            "token from welcome", codes.CLOSE_BAD_TOKEN)
-        role = "spectator" if "spectator" in (body.get("role"), hello.get("role")) else "player"
-        return self.join(body.get("name"), role=role, pid=pid)
+    def token_used(self, pid):
+        return pid in self.players or pid in self.order
+
+    def current_time(self):
+        return self.clock.seconds()
 
     def resume(self, body):
         """The player a reconnect token names; returns (player, taken_over)."""
@@ -438,9 +428,7 @@ class LockstepRoom(Membership):
         self._drop_timers.clear()
         if self.phase != ENDED:
             set_phase(self, ENDED, reason=reason)
-        for player in list(self.players.values()):
-            if player.connected:
-                self.out.close(player, 1000, "room ended: %s" % reason)
+        self._close_everyone(reason)
 
     def run_tick(self, now, dt):
         """The service's tick: setup-phase players whose grace ran out leave."""

@@ -130,7 +130,7 @@ class Lobby:
             send_reject(self.room, player, codes.SPECTATOR, "spectators cannot send %s" % msg.t,
                         ref=msg.t)
             return True
-        now = self.room.clock.seconds() if hasattr(self.room, "clock") else self.room.now
+        now = self.room.current_time()
         bucket = self.buckets.get(player.id)
         if bucket is None:
             bucket = self.buckets[player.id] = TokenBucket(*SETUP_RATE, now)
@@ -194,5 +194,4 @@ def enter_setup(room, config=None, min_players=1):
     ready; then it moves to ``running`` and the game plays as PROTOCOL.md says."""
     room.lobby = Lobby(room, config, min_players)
     room.phase = SETUP
-    room.start = lambda: set_phase(room, RUNNING)
     return room.lobby

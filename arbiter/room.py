@@ -1,111 +1,38 @@
 """Realtime rooms: players, the input queue, the rule pipeline and state ticks.
 
-A room never touches a socket. It talks to an *outbox* (the
-:class:`protocols.factory.ArbiterFactory` in a server, a
-:class:`protocols.testing.RecordingOutbox` in tests) with four calls:
+A room never touches a socket. It talks to an *outbox*
+(:class:`arbiter.interfaces.IOutbox`: the :class:`protocols.factory.ArbiterFactory`
+in a server, a :class:`protocols.testing.RecordingOutbox` in tests) with
 ``send(player, msg)``, ``broadcast(room, msg, exclude=None)``,
-``send_state(room, tick, patch)`` and ``close(player, code, reason)``.
+``send_state(room, tick, patch)`` and ``close(player, code, reason)``; the
+outbox asks :meth:`RealtimeRoom.state_for` what each player's state message is.
 """
 
 import itertools
-import os
 import random
 
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from arbiter.ids import PlayerIds
-from arbiter.quietlog import QuietLog
-from arbiter.rules import MovementBudget, Reject, TokenBucket
 from arbiter import codes, phases
+from arbiter.ids import PlayerIds
+from arbiter.interfaces import IRoom
+from arbiter.membership import JoinError, Player, RoomBase  # noqa: F401 (JoinError: API)
+from arbiter.quietlog import QuietLog
+from arbiter.rules import Reject
 from arbiter.schema import WireError
 from arbiter.state import TrackedMap
 
 log = Logger()
 
-# Rate buckets per player (capacity, refill per second), PROTOCOL.md "Rules".
-ALL_INPUTS = (120, 60)
-SAY = (5, 5)
-SPAWN_DELETE = (10, 10)
 INPUT_QUEUE_PAUSE = 256   # queued inputs at which a player's socket stops being read
-
-
-class JoinError(Exception):
-    """A ``hello`` that cannot be honoured: the error code, a message, the close code."""
-
-    def __init__(self, code, msg, close_code=None):
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-        self.close_code = close_code
-
-
-class Player:
-    """One player's place in a room: identity, acks, rate buckets, connection flag."""
-
-    def __init__(self, pid, name, room, role, now):
-        self.id = pid
-        self.name = name
-        self.room = room
-        self.role = role
-        self.nonce = os.urandom(6).hex()
-        self.token = None
-        self.connected = True
-        self.gone_at = None
-        self.ack = 0             # highest seq processed
-        self.sent_ack = -1       # ack carried by the last state message
-        self.needs_snapshot = False
-        self.queued = 0
-        self.color = None
-        self.sync = "state"
-        self.rtt_ms = None
-        self.ping_reported_at = None
-        self.buckets = {
-            "all": TokenBucket(*ALL_INPUTS, now),
-            "say": TokenBucket(*SAY, now),
-            "spawn": TokenBucket(*SPAWN_DELETE, now),
-        }
-
-    @property
-    def is_spectator(self):
-        return self.role == "spectator"
-
-    def __repr__(self):
-        return "<Player %s %r in %s>" % (self.id, self.name, self.room.name)
 
 
 _BUCKETS_FOR = {"say": ("all", "say"), "spawn": ("all", "spawn"), "delete": ("all", "spawn")}
 
 
-class Membership:
-    """What every kind of room says about who is in it (players dict incl. spectators)."""
-
-    @property
-    def player_count(self):
-        return sum(1 for p in self.players.values() if not p.is_spectator)
-
-    @property
-    def spectator_count(self):
-        return sum(1 for p in self.players.values() if p.is_spectator)
-
-    @property
-    def empty(self):
-        return not self.players
-
-    def claim(self, body):
-        """The player a reconnect token's body names, its old connection (if still
-        open) closed with 4000. Returns (player, taken_over); JoinError(bad_token)
-        if the player is gone."""
-        player = self.players.get(body.get("pid"))
-        if player is None or player.nonce != body.get("n"):
-            raise JoinError(codes.BAD_TOKEN, "token is dead: the player is gone",
-                            codes.CLOSE_BAD_TOKEN)
-        taken_over = player.connected
-        if taken_over:
-            self.out.close(player, codes.CLOSE_TAKEN_OVER, "taken over by a new connection")
-        return player, taken_over
-
-
-class RealtimeRoom(Membership):
+@implementer(IRoom)
+class RealtimeRoom(RoomBase):
     """A realtime room: the server simulates, clients predict and reconcile."""
 
     mode = "realtime"
@@ -114,18 +41,14 @@ class RealtimeRoom(Membership):
 
     def __init__(self, name, config, outbox, signer, game_factory, now, seed=None,
                  max_players=None, ids=None, metrics=None):
-        self.name = name
-        self.config = config
+        self._init_base(name, config, outbox, signer, phases.RUNNING)
         mp = max_players or config.world.max_players
         self.world = config.world if mp == config.world.max_players else \
             config.with_world(max_players=mp).world
-        self.out = outbox
-        self.signer = signer
         self.metrics = metrics
         self.now = now
         self.rng = random.Random(seed)
         self.state = TrackedMap({"entities": {}, "players": {}})
-        self.players = {}          # id -> Player (players and spectators)
         self.gone = {}             # id -> Player within its grace period
         self.queue = []            # (player, Message) in arrival order
         self.window = []           # inputs processed since the last batch
@@ -136,8 +59,6 @@ class RealtimeRoom(Membership):
         self._ids = ids or PlayerIds()
         self._entity_ids = itertools.count(1)
         self.game = game_factory(self)
-        self.phase = "running"
-        self.lobby = None          # an arbiter.phases.Lobby while an API room is in setup
         self.failures = QuietLog(lambda: self.now, log, subject="room %s" % name)
         self.state.collect()
 
@@ -193,18 +114,6 @@ class RealtimeRoom(Membership):
         if self.lobby is not None:
             self.lobby.changed()
 
-    def join_with_token(self, body, hello):
-        """A player admitted by an HTTP join token (docs/HTTP.md): its id is the token's."""
-        pid = body.get("player")
-        if body.get("inc") != getattr(self, "incarnation", None):
-            raise JoinError(codes.BAD_TOKEN, "join token is for an earlier room of that name",
-                            codes.CLOSE_BAD_TOKEN)
-        if not isinstance(pid, str) or pid in self.players:
-            raise JoinError(codes.BAD_TOKEN, "join token already used: reconnect with the "
-                            "token from welcome", codes.CLOSE_BAD_TOKEN)
-        role = "spectator" if "spectator" in (body.get("role"), hello.get("role")) else "player"
-        return self.join(body.get("name"), role=role, sync=hello.get("sync", "state"), pid=pid)
-
     def disconnect(self, player):
         """The player's connection closed (not a takeover): grace period starts."""
         if not player.connected:
@@ -250,6 +159,43 @@ class RealtimeRoom(Membership):
 
     def request_snapshot(self, player):
         player.needs_snapshot = True
+
+    def current_time(self):
+        return self.now
+
+    def start(self):
+        """Setup is over (an API room's lobby): inputs are taken from now on."""
+        phases.set_phase(self, phases.RUNNING)
+
+    def state_for(self, player, patch, congested):
+        """This state tick's message to ``player``: (kind, ack, sync view), or None.
+
+        A player whose connection is ``congested`` is skipped and gets a snapshot
+        once it drains; one with nothing new (no patch, no new ack) gets nothing."""
+        if congested:
+            if not player.needs_snapshot:
+                player.needs_snapshot = True
+                if self.metrics is not None:
+                    self.metrics.slow_skips.inc()
+            return None
+        if player.needs_snapshot:
+            kind = "snapshot"
+            player.needs_snapshot = False
+        elif patch or player.ack != player.sent_ack:
+            kind = "delta"
+        else:
+            return None
+        player.sent_ack = player.ack
+        return kind, player.ack, player.sync
+
+    def state_body(self, kind, patch, tick, view):
+        """(the map to encode, float32) of this tick's ``kind`` message for a sync view."""
+        src = self.state.snapshot() if kind == "snapshot" else patch
+        intent_view = self.game.intent_view
+        if view == "intent" and intent_view is not None:
+            # docs/EXTENSIONS.md: intent clients get float32 in msgpack
+            return intent_view(kind, src, tick), True
+        return src, False
 
     def handle_message(self, player, msg):
         """A validated message other than the realtime inputs (extensions)."""

@@ -8,6 +8,7 @@ at once, which is what keeps input-to-ack latency flat with many rooms.
 """
 
 import itertools
+import json
 import time
 
 from twisted.application.service import Service
@@ -18,8 +19,8 @@ from arbiter.config import Config
 from arbiter.games.cubes import CubeGame
 from arbiter.ids import PlayerIds
 from arbiter.quietlog import QuietLog
-from arbiter import codes
-from arbiter.lockstep import LockstepRoom
+from arbiter import codes, phases
+from arbiter.lockstep import ROOM_ENDED, LockstepRoom
 from arbiter.room import JoinError, RealtimeRoom, RoomRegistry
 from arbiter.schema import Schema
 from arbiter.tokens import BadToken, Signer
@@ -27,20 +28,27 @@ from arbiter.tokens import BadToken, Signer
 log = Logger()
 
 
+class Refused(Exception):
+    """Admission refused: ``code`` (``room_ended``, ``room_full``) and a message."""
+
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
 class ArbiterService(Service):
     """Owns the rooms and the tick loop; the factory (its ``outbox``) owns sockets.
 
-    ``clock`` is any IReactorTime (a ``task.Clock`` in tests); ``monotonic``
-    gives the ``now`` of ``pong`` in seconds.
+    ``clock`` is any IReactorTime (the reactor in a server, arbiter/app/server.py;
+    a ``task.Clock`` in tests); ``monotonic`` gives the ``now`` of ``pong`` in seconds.
     """
 
     name = "arbiter"
 
-    def __init__(self, config=None, clock=None, game_factory=CubeGame,
+    def __init__(self, config=None, *, clock, game_factory=CubeGame,
                  monotonic=time.monotonic, metrics=None):
         self.config = config or Config()
-        if clock is None:
-            from twisted.internet import reactor as clock
         self.clock = clock
         self.monotonic = monotonic
         self.game_factory = game_factory
@@ -105,7 +113,7 @@ class ArbiterService(Service):
             except Exception:
                 # A bug in one room's game must not stop the others, nor the loop.
                 self.failures.failure(room.name, "tick of room {room} failed", room=room.name)
-            if room.empty and not getattr(room, "persistent", False):
+            if room.empty and not room.persistent:
                 self.rooms.discard(room)
                 log.info("room {room} closed (empty)", room=room.name)
         self.ticks += 1
@@ -124,13 +132,44 @@ class ArbiterService(Service):
         return LockstepRoom(name, self.config, self.outbox, self.signer, self.clock,
                             ids=self._player_ids, metrics=self.metrics, **options)
 
-    def create_room(self, name, mode="realtime", **options):
-        """Create a room (raises KeyError for an unknown mode, ValueError if it exists)."""
+    def create_room(self, name, mode="realtime", persistent=False, lobby=None, **options):
+        """Create a room (raises KeyError for an unknown mode, ValueError if it exists).
+
+        ``persistent``: kept when empty (rooms made through the API). ``lobby``:
+        (config, min_players) puts a realtime room in phase ``setup`` first."""
         if self.rooms.get(name) is not None:
             raise ValueError("room %s already exists" % name)
         room = self.room_factories[mode](name, **options)
         room.tick_slot = next(self._next_slot) % self.config.tick_spread
+        room.persistent = persistent
+        if lobby is not None:
+            phases.enter_setup(room, *lobby)
         return self.rooms.add(room)
+
+    def end_room(self, room, reason):
+        """End ``room`` (phase ``ended``, every connection closed) and forget it."""
+        room.end(reason)
+        self.rooms.discard(room)
+        log.info("room {room} ended: {reason}", room=room.name, reason=reason)
+
+    def admit(self, room, name, role):
+        """A signed join token for a new player of ``room`` (docs/HTTP.md): returns
+        (token, player id, role, expires). A running lockstep game admits only
+        spectators. Raises Refused(room_ended | room_full)."""
+        if room.phase == phases.ENDED:
+            raise Refused(ROOM_ENDED, "room %s has ended" % json.dumps(room.name))
+        if room.mode == "lockstep" and room.phase != phases.SETUP:
+            role = "spectator"          # a running lockstep game takes no new players
+        if role == "player":
+            info = room.describe()
+            if info["players"] >= info["max_players"]:
+                raise Refused(codes.ROOM_FULL, "room %s is full (%d of %d players)"
+                              % (json.dumps(room.name), info["players"], info["max_players"]))
+        pid = next(self._player_ids)
+        expires = self.clock.seconds() + self.config.join_token_ttl
+        token = self.signer.seal(room=room.name, player=pid, name=name, role=role,
+                                 exp=expires, inc=room.incarnation)
+        return token, pid, role, expires
 
     def join(self, hello):
         """Honour a validated ``hello``: returns (room, player, taken_over).

@@ -4,8 +4,10 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from arbiter import codes
+from arbiter.interfaces import IOutbox
 from arbiter.quietlog import LogBudget, QuietLog
 from protocols import wire
 from protocols.framing import InlineFraming, server_frame
@@ -20,6 +22,7 @@ class FramedPlayerProtocol(InlineFraming, PlayerProtocol):
     """PlayerProtocol that reads its busiest frames in-line (protocols/framing.py)."""
 
 
+@implementer(IOutbox)
 class ArbiterFactory(WebSocketServerFactory):
     """Registers each PlayerProtocol on open, by player id on ``hello``, and
     unregisters it on close. Rooms send through it: ``send`` to one player,
@@ -81,9 +84,6 @@ class ArbiterFactory(WebSocketServerFactory):
             for d in waiters:
                 d.callback(None)
 
-    def protocol_for(self, player):
-        return self.players.get(player.id)
-
     # -- the outbox --------------------------------------------------------------
     def send(self, player, msg):
         proto = self.players.get(player.id)
@@ -128,21 +128,11 @@ class ArbiterFactory(WebSocketServerFactory):
             proto = players.get(player.id)
             if proto is None or not player.connected:
                 continue
-            if proto.congested:
-                if not player.needs_snapshot:
-                    player.needs_snapshot = True
-                    if self.metrics is not None:
-                        self.metrics.slow_skips.inc()
+            what = room.state_for(player, patch, proto.congested)
+            if what is None:
                 continue
-            if player.needs_snapshot:
-                kind = "snapshot"
-                player.needs_snapshot = False
-            elif patch or player.ack != player.sent_ack:
-                kind = "delta"
-            else:
-                continue
+            kind, ack, view = what
             enc = proto.encoding
-            view = player.sync
             k = (kind, enc, view)
             frame = parts.get(k)
             if frame is None:
@@ -155,9 +145,8 @@ class ArbiterFactory(WebSocketServerFactory):
                     self._encode_failed(kind, room, enc)
                     frame = parts[k] = False
             if frame is False:
-                player.needs_snapshot = True
+                room.request_snapshot(player)
                 continue
-            ack = player.ack
             payload = frame[0] + wire.ack_bytes(ack, enc) + frame[1]
             if proto.state == _OPEN and proto._perMessageCompress is None:
                 # what Autobahn's sendMessage would put on the wire, without its
@@ -166,7 +155,6 @@ class ArbiterFactory(WebSocketServerFactory):
                 sent += len(payload)
             else:
                 proto.send_payload(payload, frame[2])
-            player.sent_ack = ack
         if sent and self.metrics is not None:
             self.metrics.bytes_out.inc(sent)
 
@@ -174,13 +162,7 @@ class ArbiterFactory(WebSocketServerFactory):
     def _state_parts(room, tick, patch, kind, enc, view):
         """(head, tail, is_binary) of this tick's ``kind`` message for one encoding and view."""
         key = "state" if kind == "snapshot" else "patch"
-        src = room.state.snapshot() if kind == "snapshot" else patch
-        float32 = False
-        if view == "intent":
-            intent_view = getattr(room.game, "intent_view", None)
-            if intent_view is not None:
-                src = intent_view(kind, src, tick)
-                float32 = True      # docs/EXTENSIONS.md: intent clients get float32 in msgpack
+        src, float32 = room.state_body(kind, patch, tick, view)
         body = wire.encode_patch(src, enc, float32=float32)
         head, tail = wire.state_frame_parts(kind, tick, body, enc, key)
         return head, tail, enc == wire.MSGPACK

@@ -21,6 +21,9 @@ import struct
 import msgpack
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
+from zope.interface import implementer
+
+from arbiter.interfaces import IOutbox
 
 from protocols import wire
 
@@ -143,6 +146,7 @@ class FakeClient:
         return self.received()
 
 
+@implementer(IOutbox)
 class RecordingOutbox:
     """An outbox that records what a room sends, for room-level unit tests."""
 
@@ -160,9 +164,11 @@ class RecordingOutbox:
 
     def send_state(self, room, tick, patch):
         for p in room.players.values():
-            if p.connected and (patch or p.ack != p.sent_ack):
-                self.sent.append((p.id, {"t": "delta", "tick": tick, "ack": p.ack, "patch": patch}))
-                p.sent_ack = p.ack
+            what = room.state_for(p, patch, False) if p.connected else None
+            if what is not None:
+                kind, ack, _ = what
+                body = {"state": room.state.snapshot()} if kind == "snapshot" else {"patch": patch}
+                self.sent.append((p.id, dict({"t": kind, "tick": tick, "ack": ack}, **body)))
 
     def close(self, player, code, reason):
         self.closed.append((player.id, code))

@@ -20,13 +20,16 @@ import uuid
 from twisted.logger import Logger
 from twisted.web import resource
 
-from arbiter import phases
+from arbiter import codes, phases
+from arbiter.lockstep import ROOM_ENDED
 from arbiter.schema import ROOM_RE, WireError
+from arbiter.service import Refused
 
 log = Logger()
 
 MODES = ("realtime", "lockstep")
 MAX_ROOM_PLAYERS = 64
+REFUSED_STATUS = {ROOM_ENDED: 410, codes.ROOM_FULL: 409}
 
 
 class ApiError(Exception):
@@ -263,10 +266,9 @@ class ApiResource(resource.Resource):
             setup = body.get("setup", False)
             if not isinstance(setup, bool):
                 raise _bad("setup", setup, "true or false")
-        room = self.service.create_room(room_id, mode, **options)
-        room.persistent = True
         if mode == "realtime" and body.get("setup", False):
-            phases.enter_setup(room, config, min_players)
+            options["lobby"] = (config, min_players)
+        room = self.service.create_room(room_id, mode, persistent=True, **options)
         log.info("room {room} ({mode}) created through the API", room=room_id, mode=mode)
         out = self._show_room(room, request)
         request.setHeader(b"location", out["url"].encode("utf-8"))
@@ -275,7 +277,7 @@ class ApiResource(resource.Resource):
     def _show_room(self, room, request):
         out = room.describe()
         out.update(self._urls(request, room.name))
-        lobby = getattr(room, "lobby", None)
+        lobby = room.lobby
         if lobby is not None:
             setup = lobby.wire()
             out["config"] = setup["config"]
@@ -284,17 +286,7 @@ class ApiResource(resource.Resource):
         return out
 
     def _delete(self, room):
-        end = getattr(room, "end", None)
-        if end is not None:
-            end("deleted through the API")
-        else:
-            if getattr(room, "lobby", None) is not None or getattr(room, "persistent", False):
-                phases.set_phase(room, phases.ENDED, reason="deleted through the API")
-            room.phase = phases.ENDED
-            for player in list(room.players.values()):
-                if player.connected:
-                    room.out.close(player, 1000, "room ended: deleted through the API")
-        self.service.rooms.discard(room)
+        self.service.end_room(room, "deleted through the API")
         log.info("room {room} deleted through the API", room=room.name)
         return 200, {"id": room.name, "phase": phases.ENDED}
 
@@ -309,23 +301,12 @@ class ApiResource(resource.Resource):
         role = body.get("role", "player")
         if role not in ("player", "spectator"):
             raise _bad("role", role, "'player' or 'spectator'")
-        if room.phase == phases.ENDED:
-            raise ApiError(410, "room_ended", "room %s has ended" % _show(room_id))
-        if room.mode == "lockstep" and room.phase != phases.SETUP:
-            role = "spectator"          # a running lockstep game takes no new players
-        if role == "player":
-            info = room.describe()
-            if info["players"] >= info["max_players"]:
-                raise ApiError(409, "room_full", "room %s is full (%d of %d players)"
-                               % (_show(room_id), info["players"], info["max_players"]))
         if name is None:
             name = "guest-" + uuid.uuid4().hex[:8]
-        if getattr(room, "incarnation", None) is None:
-            room.incarnation = os.urandom(6).hex()    # tokens die with this room, not its name
-        pid = next(self.service._player_ids)
-        expires = self.service.clock.seconds() + self.config.join_token_ttl
-        token = self.service.signer.seal(room=room_id, player=pid, name=name, role=role,
-                                         exp=expires, inc=room.incarnation)
+        try:
+            token, pid, role, expires = self.service.admit(room, name, role)
+        except Refused as e:
+            raise ApiError(REFUSED_STATUS[e.code], e.code, e.msg)
         out = {"token": token, "player": pid, "name": name, "role": role, "room": room_id,
                "expires": expires, "ttl": self.config.join_token_ttl}
         out["ws_url"] = self._urls(request, room_id)["ws_url"]

@@ -10,6 +10,8 @@ from web.site import build_site
 def build(config=None, clock=None, game_factory=None, static_dir=None, monotonic=None):
     """Returns (service, factory, site). The caller listens and starts the service."""
     config = config or Config()
+    if clock is None:
+        from twisted.internet import reactor as clock
     kwargs = {}
     if game_factory is not None:
         kwargs["game_factory"] = game_factory

@@ -11,7 +11,12 @@ every tick rule; every 100 ms the batched rules; on each state tick
 ``on_state_tick(tick)``.
 """
 
+from zope.interface import implementer
 
+from arbiter.interfaces import IGame
+
+
+@implementer(IGame)
 class Game:
     """Base class: a game with no entities, that accepts only ``say``."""
 
@@ -20,6 +25,8 @@ class Game:
     #: the game's own numbered inputs, beyond protocol v1's: type -> check(raw map) ->
     #: fields (arbiter/schema.py has the field checks). The service's schema accepts them.
     input_checks = {}
+    #: None, or ``intent_view(kind, src, tick)``: what ``sync: "intent"`` clients get
+    intent_view = None
 
     def __init__(self, room):
         self.room = room

@@ -5,7 +5,10 @@
 import math
 from collections import deque
 
+from zope.interface import implementer
+
 from arbiter.games.base import Game
+from arbiter.interfaces import IGame
 from arbiter.movement import round2, step_avatar, step_toward
 from arbiter.rules import Correction, MovementBudget, Reject
 from arbiter import codes
@@ -46,6 +49,7 @@ class Cube:
         self.node = node
 
 
+@implementer(IGame)
 class CubeGame(Game):
     input_types = frozenset(("move", "spawn", "delete", "order", "tag"))
 

@@ -5,7 +5,10 @@ Run it with ``twistd -n arbiter --game arbiter.games.paint:PaintGame``. Input:
 ``cells`` map, ``"i,j" -> "#rrggbb"`` (the painter's colour).
 """
 
+from zope.interface import implementer
+
 from arbiter.games.base import Game
+from arbiter.interfaces import IGame
 from arbiter import codes, schema
 from arbiter.rules import Reject
 
@@ -20,6 +23,7 @@ def check_paint(raw):
     return {"seq": schema.seq(raw), "cell": [schema.integer("cell", c) for c in cell]}
 
 
+@implementer(IGame)
 class PaintGame(Game):
     input_types = frozenset({"paint"})
     input_checks = {"paint": check_paint}

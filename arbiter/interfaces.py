@@ -1,0 +1,125 @@
+"""The contracts between the layers, as zope.interface interfaces.
+
+``IOutbox``: what rooms and the service call on the network edge (the
+``protocols.factory.ArbiterFactory`` in a server, ``protocols.testing.RecordingOutbox``
+in tests). ``IRoom``: what the service, the HTTP API and the edge call on a room
+(realtime and lockstep rooms alike). ``IGame``: what a realtime room calls on its
+game. ``tests/test_interfaces.py`` checks every implementation with ``verifyObject``.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IOutbox(Interface):
+    """Where rooms send: one player, a whole room, a state tick; closing."""
+
+    def send(player, msg):
+        """Send one message map to one player (nothing if it is not connected)."""
+
+    def broadcast(room, msg, exclude=None):
+        """Send one message map to every connected player of ``room`` but ``exclude``."""
+
+    def send_state(room, tick, patch):
+        """This state tick's ``delta`` (or ``snapshot``) to every player of a realtime
+        room; what each player gets comes from ``room.state_for(player, patch, congested)``."""
+
+    def close(player, code, reason):
+        """Close one player's connection with a WebSocket close code."""
+
+    def close_all(code, reason):
+        """Close every connection; returns a Deferred (or None) that fires when done."""
+
+    def after_tick():
+        """Called by the service after each tick (resume connections paused for flooding)."""
+
+
+class IRoom(Interface):
+    """A room, as the service, the HTTP API and the network edge see it."""
+
+    name = Attribute("the room's id")
+    mode = Attribute("'realtime' or 'lockstep'")
+    phase = Attribute("the phase (arbiter/phases.py)")
+    players = Attribute("player id -> Player, spectators included")
+    lobby = Attribute("the arbiter.phases.Lobby of a room with a setup phase, else None")
+    persistent = Attribute("True for rooms made through the API: kept when empty")
+    incarnation = Attribute("names this room in join tokens (they die with it)")
+    tick = Attribute("the last state tick (lockstep: the last closed turn)")
+    tick_slot = Attribute("the slot of the tick period this room ticks in (the service's)")
+    now = Attribute("the time of the room's last tick or join, in seconds")
+    empty = Attribute("True when no player (or spectator) is in the room")
+    player_count = Attribute("players, spectators not counted")
+    spectator_count = Attribute("spectators")
+
+    def join(name, role="player", sync="state", pid=None):
+        """A new player (or spectator); raises JoinError."""
+
+    def join_with_token(body, hello):
+        """A player admitted by an HTTP join token's body; raises JoinError."""
+
+    def resume(body):
+        """The player a reconnect token's body names: (player, taken_over); JoinError."""
+
+    def welcome(player):
+        """Send a (re)joined player what it needs first (welcome, snapshot or setup...)."""
+
+    def disconnect(player):
+        """The player's connection closed (not taken over)."""
+
+    def submit(player, msg):
+        """Queue a validated numbered input; returns how many of the player's are queued."""
+
+    def request_snapshot(player):
+        """``resync``: send the player the whole state again."""
+
+    def handle_message(player, msg):
+        """A validated message of the room kind's ``messages`` (configure, ready, turn)."""
+
+    def start():
+        """Setup is over (every present player is ready): the game starts."""
+
+    def end(reason="ended"):
+        """Phase ``ended``: tell everyone and close every connection."""
+
+    def current_time():
+        """The room's clock, in seconds."""
+
+    def run_tick(now, dt):
+        """One tick of the service's loop."""
+
+    def describe():
+        """The room as the lobby (GET /api/rooms) lists it."""
+
+
+class IGame(Interface):
+    """What a realtime room calls on its game (arbiter/games/base.py has the defaults)."""
+
+    input_types = Attribute("message types the game takes as numbered inputs")
+    input_checks = Attribute("the game's own input types -> check(raw map) -> fields")
+    intent_view = Attribute("None, or intent_view(kind, src, tick) -> the intent sync view")
+
+    def world_wire():
+        """``welcome.world``."""
+
+    def player_joined(player):
+        """A new player entered (not a resume)."""
+
+    def player_removed(player):
+        """A player's grace period ended."""
+
+    def handle(player, msg):
+        """Apply one numbered input: None, or a Reject."""
+
+    def step(dt):
+        """Advance the simulation by ``dt`` seconds."""
+
+    def tick_rules(sim_tick):
+        """Rules that run every simulation tick."""
+
+    def batch_rules(window):
+        """Rules over the last 100 ms of processed inputs."""
+
+    def on_state_tick(tick):
+        """Once per state tick, before the patch is collected."""
+
+    def take_corrections():
+        """Corrections queued since the last call."""
