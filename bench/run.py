@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""The "cubes" benchmark (BENCHMARK.md, peer/SCENARIO.md) against Arbiter, and
-optionally the Colyseus harness alternately, point by point.
+"""The "cubes" benchmark (docs/BENCHMARKS.md) against Arbiter and Colyseus.
+
+Arbiter alone, or alternately with the Colyseus harness of bench/colyseus,
+point by point.
 
     python bench/run.py                              # the matrix, one pass, msgpack
-    python bench/run.py --passes 3 --colyseus /tmp/colyseus-harness
+    python bench/run.py --passes 3 --colyseus        # alternate with bench/colyseus
     python bench/run.py --points 400:8 100:100 --encoding json
 
 For each point: the server (``python -m arbiter`` with the workload's world:
 plane 100 x 100, cube speed 5, rooms of R) starts pinned to CPU 0, then
 ``arbiter-loadtest`` runs pinned to CPU 1 and samples the server's CPU and RSS
-from /proc over its window. With ``--colyseus DIR`` (a copy of
-peer/colyseus with ``npm ci`` done), ``DIR/run.sh N R`` runs right after each
-Arbiter point. Every run is appended to bench/results/<stamp>.jsonl; at the end
-a table of medians per point (and arbiter/Colyseus ratios) is printed.
+from /proc over its window. With ``--colyseus`` (the harness in bench/colyseus,
+after ``npm ci --prefix bench/colyseus``; or ``--colyseus DIR`` for another
+copy of it), ``run.sh N R`` of the harness runs right after each Arbiter
+point. Every run is appended to bench/results/<stamp>.jsonl; at the end a
+table of medians per point (and arbiter/Colyseus ratios) is printed.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+COLYSEUS = os.path.join(HERE, "colyseus")     # the harness: bench/colyseus/run.sh N R
 DEFAULT_POINTS = ["50:8", "100:8", "200:8", "400:8", "50:50", "100:100"]
 COLUMNS = [("cpu", "cpu", "%.3f"), ("rss_mb", "RSS MB", "%.0f"),
            ("kb_per_client_s", "down kB/cl/s", "%.1f"),
@@ -185,8 +189,9 @@ def main(argv=None):
     p.add_argument("--decode-every", type=int, default=1, metavar="K",
                    help="NOT the scenario: only every K-th bot decodes (a server probe; "
                         "passed to Colyseus as DECODE_EVERY too)")
-    p.add_argument("--colyseus", default=None,
-                   help="a copy of peer/colyseus with npm ci done: alternate with it")
+    p.add_argument("--colyseus", nargs="?", const=COLYSEUS, default=None, metavar="DIR",
+                   help="alternate with the Colyseus harness in DIR (default: bench/colyseus; "
+                        "run 'npm ci --prefix bench/colyseus' first)")
     p.add_argument("--warmup", type=float, default=5)
     p.add_argument("--duration", type=float, default=20)
     p.add_argument("--quiet-max", type=float, default=30,
@@ -207,6 +212,13 @@ def main(argv=None):
     if args.summarize:
         print(summarize(args.summarize, args.max_other))
         return 0
+    if args.colyseus:
+        args.colyseus = os.path.abspath(args.colyseus)
+        if not os.path.isfile(os.path.join(args.colyseus, "run.sh")):
+            p.error("--colyseus: no run.sh in %s" % args.colyseus)
+        if not os.path.isdir(os.path.join(args.colyseus, "node_modules")):
+            p.error("--colyseus: %s has no node_modules: run 'npm ci --prefix %s' first"
+                    % (args.colyseus, os.path.relpath(args.colyseus)))
 
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     out = args.out or os.path.join(HERE, "results", time.strftime("%Y%m%d-%H%M%S") + ".jsonl")
