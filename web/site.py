@@ -15,6 +15,9 @@ log = Logger()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STATIC = os.path.join(HERE, "static")
+# The checkout's web/ when this file is a link into one (strict editable install): its
+# node_modules is current even when the install's links to it are not.
+SOURCE_WEB = os.path.dirname(os.path.realpath(__file__))
 
 # URL folder under /vendor/ -> path inside an npm install's node_modules
 VENDOR = {
@@ -24,12 +27,55 @@ VENDOR = {
 
 
 def node_modules_dirs():
-    """Where ``npm ci --prefix web`` put the front-end libraries."""
+    """Where ``npm ci --prefix web`` put the front-end libraries: $ARBITER_NODE_MODULES
+    alone when it is set; else the checkout's web/node_modules, the copy a wheel
+    carries, then ./web/node_modules."""
     env = os.environ.get("ARBITER_NODE_MODULES")
     if env:
         yield env
-    yield os.path.join(HERE, "node_modules")
+        return
+    yield os.path.join(SOURCE_WEB, "node_modules")
+    if HERE != SOURCE_WEB:
+        yield os.path.join(HERE, "node_modules")
     yield os.path.join(os.getcwd(), "web", "node_modules")
+
+
+def missing_front_end_message(packages):
+    """What to do when npm's packages are missing: the log, the /vendor/ 404s and the
+    demo pages (their inline check) all say it."""
+    what = ("The front-end packages are missing (%s from npm: the demo pages need them)"
+            % " and ".join(packages))
+    env = os.environ.get("ARBITER_NODE_MODULES")
+    if env:
+        return ("%s: ARBITER_NODE_MODULES=%s holds no %s. Point it at the web/node_modules "
+                "that `npm ci --prefix web` makes in an Arbiter checkout, or unset it."
+                % (what, env, " or ".join(VENDOR.values())))
+    if os.path.isfile(os.path.join(SOURCE_WEB, "package-lock.json")):
+        prefix = SOURCE_WEB
+        if os.path.join(os.getcwd(), "web") == SOURCE_WEB:
+            prefix = "web"
+        return ("%s: run `npm ci --prefix %s` (`make setup` does it), then restart the server."
+                % (what, prefix))
+    return ("%s: this Arbiter was built without npm. Reinstall it from its source with Node.js "
+            "and npm on the PATH (`pip install .` runs `npm ci --prefix web` and bundles them), "
+            "or run `npm ci --prefix web` in an Arbiter checkout and start the server with "
+            "ARBITER_NODE_MODULES=<checkout>/web/node_modules." % what)
+
+
+class MissingFrontEnd(resource.Resource):
+    """/vendor/<package>/... when that npm package is missing: 404, saying what to run."""
+
+    isLeaf = True
+
+    def __init__(self, message):
+        super().__init__()
+        self.message = message
+
+    def render(self, request):
+        request.setResponseCode(http.NOT_FOUND)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return self.message.encode("utf-8") + b"\n"
 
 
 class MetricsResource(resource.Resource):
@@ -49,12 +95,20 @@ def build_root(service, factory, static_dir=STATIC):
     root = static.File(static_dir)
     root.putChild(b"ws", WebSocketResource(factory))
     vendor = resource.Resource()
+    missing = {}
     for name, sub in VENDOR.items():
         for base in node_modules_dirs():
             path = os.path.join(base, sub)
             if os.path.isdir(path):
                 vendor.putChild(name, static.File(path))
                 break
+        else:
+            missing[name] = sub.rsplit("/", 1)[0]          # the npm package
+    if missing:
+        message = missing_front_end_message(list(missing.values()))
+        log.warn("{message}", message=message)
+        for name in missing:
+            vendor.putChild(name, MissingFrontEnd(message))
     root.putChild(b"vendor", vendor)
     if service.metrics is not None:
         root.putChild(b"metrics", MetricsResource(service))
