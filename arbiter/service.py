@@ -61,6 +61,8 @@ class ArbiterService(Service):
         self.schema = Schema.build(game_factory, (RealtimeRoom, LockstepRoom))
         self._player_ids = PlayerIds()
         self._loop = None
+        self._loop_done = None       # the LoopingCall's Deferred (TimerService's idiom)
+        self.loop_failures = 0
         self._slot = -1
         self._next_slot = itertools.count()
         self.ticks = 0
@@ -70,15 +72,31 @@ class ArbiterService(Service):
     # -- lifecycle ---------------------------------------------------------------
     def startService(self):
         super().startService()
+        self._start_loop()
+
+    def _start_loop(self):
+        # As twisted.application.internet.TimerService does: keep the loop's
+        # Deferred and handle its failure, so the loop never dies silently.
         self._loop = LoopingCall.withCount(self._tick)
         self._loop.clock = self.clock
-        self._loop.start(1.0 / (self.config.tick_rate * self.config.tick_spread), now=False)
+        self._loop_done = self._loop.start(
+            1.0 / (self.config.tick_rate * self.config.tick_spread), now=False)
+        self._loop_done.addErrback(self._loop_failed)
+
+    def _loop_failed(self, failure):
+        """The tick raised outside the per-room guard (metrics, the outbox's after_tick):
+        log it and start the loop again."""
+        self.loop_failures += 1
+        log.failure("the tick loop failed; restarting it", failure)
+        if self.running:
+            self._start_loop()
 
     def stopService(self):
         """Stop ticking and close every client with 1001; fires when they are closed."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        self._loop_done = None
         super().stopService()
         if self.outbox is not None:
             return self.outbox.close_all(codes.CLOSE_GOING_AWAY, "server shutting down")

@@ -179,36 +179,6 @@ class TrackedMap(_Tracked, MutableMapping):
             out[k] = v.snapshot() if isinstance(v, _Tracked) else v
         return out
 
-    def peek(self):
-        """The merge patch since the last collect, without resetting."""
-        patch = {}
-        orig = self._orig
-        data = self._data
-        for key, before in orig.items():
-            now = data.get(key, _MISSING)
-            if now is _MISSING:
-                if before is not _MISSING:
-                    patch[key] = None
-            elif isinstance(now, _Tracked):
-                snap = now.snapshot()
-                if isinstance(before, dict):
-                    sub = diff(before, snap)
-                    if sub:
-                        patch[key] = sub
-                else:
-                    patch[key] = snap
-            elif before is _MISSING or before != now or type(before) is not type(now):
-                patch[key] = now
-        for key in self._dirty:
-            if key in orig:
-                continue
-            child = data.get(key)
-            if isinstance(child, _Tracked):
-                sub = child.peek()
-                if sub:
-                    patch[key] = sub
-        return patch
-
     def collect(self):
         """The merge patch since the last collect; starts a new window."""
         if not self._notified:
@@ -216,7 +186,7 @@ class TrackedMap(_Tracked, MutableMapping):
         return self._collect()
 
     def _collect(self):
-        # peek() and _clear_marks() in one pass (the per-tick hot path)
+        # the patch and clearing the marks in one pass (the per-tick hot path)
         patch = {}
         orig = self._orig
         data = self._data
@@ -252,12 +222,6 @@ class TrackedMap(_Tracked, MutableMapping):
         orig.clear()
         self._notified = False
         return patch
-
-
-def _plain(value):
-    if isinstance(value, _Tracked):
-        return value.snapshot()
-    return value
 
 
 def diff(before, after):

@@ -53,3 +53,36 @@ def test_metrics_count_real_traffic(server):
     yield task.deferLater(reactor, 0.1, lambda: None)
     after = yield _scrape(server)
     assert after["arbiter_connections"] == 0
+
+
+def test_a_failure_outside_the_rooms_is_logged_and_the_loop_goes_on():
+    """An exception outside the per-room guard (here the outbox's after_tick) reaches
+    the LoopingCall's Deferred: the service logs it and restarts the loop."""
+    from twisted.logger import globalLogPublisher
+
+    from arbiter.app.server import build
+    from arbiter.config import Config
+
+    clock = task.Clock()
+    service, factory, _ = build(Config(port=0), clock=clock)
+    calls = []
+
+    def after_tick():
+        calls.append(clock.seconds())
+        if len(calls) == 2:
+            raise RuntimeError("after_tick broke")
+
+    factory.after_tick = after_tick
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        service.startService()
+        for _ in range(10):
+            clock.advance(0.05)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    service.stopService()
+    assert service.loop_failures == 1
+    assert any(e.get("log_failure") is not None and "after_tick broke" in str(e["log_failure"].value)
+               for e in events)
+    assert len(calls) >= 8, "the loop stopped after the failure: %r" % calls

@@ -14,68 +14,76 @@ def _load(spec):
     return getattr(importlib.import_module(module), attr)
 
 
+# option -> (short, the Config field it sets, help); the default and the type are the
+# field's own (arbiter/config.py is the one home of every default)
+CONFIG_OPTIONS = [
+    ("port", "p", "port", "TCP port (0 picks a free one)"),
+    ("interface", "i", "interface", "interface to listen on"),
+    ("tick-rate", None, "tick_rate", "simulation ticks per second"),
+    ("send-rate", None, "send_rate", "state ticks per second (divides tick-rate)"),
+    ("tick-spread", None, "tick_spread",
+     "spread the rooms' ticks over this many slots per tick period (1 = all at once)"),
+    ("max-players", None, "world.max_players", "players per room"),
+    ("max-cubes", None, "world.max_cubes", "live cubes per player (at most 64)"),
+    ("grace", None, "grace", "seconds a disconnected player keeps its place"),
+    ("max-message-size", None, "max_message_size", "largest client message in bytes"),
+    ("recenter-every", None, "recenter_every",
+     "example authority rule: every N ticks put each player's second cube back "
+     "at the centre (0 = off)"),
+    ("world-size", None, "world.size", "side of the square plane"),
+    ("cube-speed", None, "world.speed", "cube speed, units/s"),
+    ("avatar-speed", None, "world.avatar_speed", "avatar speed, units/s"),
+    ("tag-radius", None, "world.tag_radius", "tag reach, units"),
+    ("join-token-ttl", None, "join_token_ttl", "seconds an HTTP join token stays valid"),
+    ("lockstep-turn-ms", None, "lockstep_turn_ms", "lockstep: starting turn length in ms"),
+    ("lockstep-turn-timeout", None, "lockstep_turn_timeout",
+     "lockstep: seconds a turn waits for a late packet before it goes on empty"),
+    ("lockstep-drop-after", None, "lockstep_drop_after",
+     "lockstep: drop a disconnected player after this many seconds (0 = pause the game "
+     "until it is back)"),
+    ("max-connections-per-ip", None, "max_connections_per_ip",
+     "simultaneous connections one client address may hold; more are closed at once "
+     "(0 = no cap)"),
+    ("handshake-timeout", None, "handshake_timeout",
+     "seconds a new connection has to send its first HTTP request (the WebSocket "
+     "upgrade, say) before it is closed"),
+]
+
+
+def _default(field):
+    where, _, name = field.rpartition(".")
+    return getattr(World() if where == "world" else Config(), name)
+
+
+def _kind(field):
+    kind = type(_default(field))
+    return None if kind is str else kind
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = ("Run the Arbiter game server: pages at /, the WebSocket at /ws, "
                 "the JSON API at /api and metrics at /metrics, all on one port.")
     optParameters = [
-        ["port", "p", 8080, "TCP port (0 picks a free one)", int],
-        ["interface", "i", "127.0.0.1", "interface to listen on"],
-        ["tick-rate", None, 20, "simulation ticks per second", int],
-        ["send-rate", None, 20, "state ticks per second (divides tick-rate)", int],
-        ["tick-spread", None, 4,
-         "spread the rooms' ticks over this many slots per tick period (1 = all at once)", int],
-        ["max-players", None, 16, "players per room", int],
-        ["max-cubes", None, 16, "live cubes per player (at most 64)", int],
-        ["grace", None, 30.0, "seconds a disconnected player keeps its place", float],
-        ["max-message-size", None, 65536, "largest client message in bytes", int],
+        [option, short, _default(field), help, _kind(field)]
+        for option, short, field, help in CONFIG_OPTIONS
+    ] + [
         ["secret", None, None, "token signing secret (random per start when absent)"],
-        ["recenter-every", None, 0,
-         "example authority rule: every N ticks put each player's second cube back "
-         "at the centre (0 = off)", int],
-        ["world-size", None, 40.0, "side of the square plane", float],
-        ["cube-speed", None, 5.0, "cube speed, units/s", float],
-        ["avatar-speed", None, 8.0, "avatar speed, units/s", float],
-        ["tag-radius", None, 2.0, "tag reach, units", float],
         ["api-key", None, None, "key that protects POST/DELETE /api/rooms"],
-        ["join-token-ttl", None, 300.0, "seconds an HTTP join token stays valid", float],
-        ["lockstep-turn-ms", None, 100, "lockstep: starting turn length in ms", int],
-        ["lockstep-turn-timeout", None, 1.0,
-         "lockstep: seconds a turn waits for a late packet before it goes on empty", float],
-        ["lockstep-drop-after", None, 0.0,
-         "lockstep: drop a disconnected player after this many seconds (0 = pause the game "
-         "until it is back)", float],
-        ["max-connections-per-ip", None, Config.max_connections_per_ip,
-         "simultaneous connections one client address may hold; more are closed at once "
-         "(0 = no cap)", int],
-        ["handshake-timeout", None, Config.handshake_timeout,
-         "seconds a new connection has to send its first HTTP request (the WebSocket "
-         "upgrade, say) before it is closed", float],
         ["game", None, None, "your own game class, as module:Class"],
         ["static-dir", None, None, "serve pages from this folder instead of the demo"],
     ]
     optFlags = [["no-metrics", None, "do not serve /metrics"]]
 
     def config(self):
-        world = World(size=self["world-size"], speed=self["cube-speed"],
-                      avatar_speed=self["avatar-speed"], tag_radius=self["tag-radius"],
-                      max_cubes=self["max-cubes"], max_players=self["max-players"])
+        world = {}
+        top = {}
+        for option, _, field, _ in CONFIG_OPTIONS:
+            where, _, name = field.rpartition(".")
+            (world if where == "world" else top)[name] = self[option]
         try:
-            return Config(
-                port=self["port"], interface=self["interface"],
-                tick_rate=self["tick-rate"], send_rate=self["send-rate"],
-                tick_spread=self["tick-spread"],
-                grace=self["grace"], max_message_size=self["max-message-size"],
-                secret=(self["secret"] or "").encode("utf-8"),
-                recenter_every=self["recenter-every"], world=world,
-                api_key=self["api-key"] or "", metrics=not self["no-metrics"],
-                join_token_ttl=self["join-token-ttl"],
-                lockstep_turn_ms=self["lockstep-turn-ms"],
-                lockstep_turn_timeout=self["lockstep-turn-timeout"],
-                lockstep_drop_after=self["lockstep-drop-after"],
-                max_connections_per_ip=self["max-connections-per-ip"],
-                handshake_timeout=self["handshake-timeout"],
-            )
+            return Config(world=World(**world), secret=(self["secret"] or "").encode("utf-8"),
+                          api_key=self["api-key"] or "", metrics=not self["no-metrics"], **top)
         except ValueError as e:
             raise usage.UsageError(str(e))
 
