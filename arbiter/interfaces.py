@@ -19,9 +19,15 @@ class IOutbox(Interface):
     def broadcast(room, msg, exclude=None):
         """Send one message map to every connected player of ``room`` but ``exclude``."""
 
-    def send_state(room, tick, patch):
-        """This state tick's ``delta`` (or ``snapshot``) to every player of a realtime
-        room; what each player gets comes from ``room.state_for(player, patch, congested)``."""
+    def congested(player):
+        """True while ``player``'s connection cannot take state messages (a full
+        buffer), False when it can, None when it has no open connection."""
+
+    def send_state(room, tick, deliveries, bodies):
+        """A state tick of a realtime room: ``deliveries`` are (player, kind, ack,
+        sync view) as the room decided them, ``bodies`` maps (kind, view) to (the
+        map to encode, float32). Returns the players whose message could not be
+        encoded (the room sends them a snapshot later)."""
 
     def close(player, code, reason):
         """Close one player's connection with a WebSocket close code."""

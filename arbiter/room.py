@@ -4,8 +4,9 @@ A room never touches a socket. It talks to an *outbox*
 (:class:`arbiter.interfaces.IOutbox`: the :class:`protocols.factory.ArbiterFactory`
 in a server, a :class:`protocols.testing.RecordingOutbox` in tests) with
 ``send(player, msg)``, ``broadcast(room, msg, exclude=None)``,
-``send_state(room, tick, patch)`` and ``close(player, code, reason)``; the
-outbox asks :meth:`RealtimeRoom.state_for` what each player's state message is.
+``send_state(room, tick, deliveries, bodies)`` and ``close(player, code, reason)``;
+the room decides what each player's state message is (asking the outbox only
+whether that player's connection is ``congested``).
 """
 
 import itertools
@@ -167,7 +168,7 @@ class RealtimeRoom(RoomBase):
         """Setup is over (an API room's lobby): inputs are taken from now on."""
         phases.set_phase(self, phases.RUNNING)
 
-    def state_for(self, player, patch, congested):
+    def _state_for(self, player, patch, congested):
         """This state tick's message to ``player``: (kind, ack, sync view), or None.
 
         A player whose connection is ``congested`` is skipped and gets a snapshot
@@ -188,12 +189,12 @@ class RealtimeRoom(RoomBase):
         player.sent_ack = player.ack
         return kind, player.ack, player.sync
 
-    def state_body(self, kind, patch, tick, view):
+    def _state_body(self, kind, patch, tick, view):
         """(the map to encode, float32) of this tick's ``kind`` message for a sync view."""
         src = self.state.snapshot() if kind == "snapshot" else patch
         intent_view = self.game.intent_view
         if view == "intent" and intent_view is not None:
-            # docs/EXTENSIONS.md: intent clients get float32 in msgpack
+            # docs/PROTOCOL.md: intent clients get float32 in msgpack
             return intent_view(kind, src, tick), True
         return src, False
 
@@ -317,7 +318,26 @@ class RealtimeRoom(RoomBase):
                 player.ping_reported_at = now
         self.game.on_state_tick(self.tick)
         patch = self.state.collect()
-        self.out.send_state(self, self.tick, patch)
+        # who gets what is decided here; the outbox only encodes (once per kind,
+        # encoding and view), splices each player's ack in and writes
+        out = self.out
+        deliveries = []
+        needed = set()
+        for player in self.players.values():
+            if not player.connected:
+                continue
+            congested = out.congested(player)
+            if congested is None:
+                continue                 # no connection registered for it (yet)
+            what = self._state_for(player, patch, congested)
+            if what is not None:
+                deliveries.append((player,) + what)
+                needed.add((what[0], what[2]))
+        if not deliveries:
+            return
+        bodies = {key: self._state_body(key[0], patch, self.tick, key[1]) for key in needed}
+        for player in out.send_state(self, self.tick, deliveries, bodies) or ():
+            self.request_snapshot(player)        # could not be encoded: a snapshot next time
 
     def describe(self):
         """The room as the lobby lists it."""

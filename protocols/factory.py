@@ -115,37 +115,44 @@ class ArbiterFactory(WebSocketServerFactory):
                 self.count_out(frame[1])
                 proto.sendPreparedMessage(frame[0])    # Autobahn's sendData: write_frame
 
-    def send_state(self, room, tick, patch):
-        """This tick's state message to every player of ``room``.
+    def congested(self, player):
+        """True while ``player``'s connection cannot take state (its buffer is
+        full), False when it can, None when it has no open connection here."""
+        proto = self.players.get(player.id)
+        return None if proto is None else proto.congested
 
-        The body is encoded once per (kind, encoding, sync view); each player's
-        frame is that body with its own ``ack`` spliced in, written straight to
-        the transport as one unmasked WebSocket frame (``framing.server_frame``)."""
+    def send_state(self, room, tick, deliveries, bodies):
+        """This state tick's messages: ``deliveries`` are (player, kind, ack, view)
+        as the room decided them, ``bodies`` the map to encode (and float32) per
+        (kind, view). Each body is encoded once per encoding; each player's frame
+        is it with its own ``ack`` spliced in, written straight to the transport as
+        one unmasked WebSocket frame (``framing.server_frame``). Returns the
+        players whose message could not be encoded (the room resends a snapshot)."""
         parts = {}
         players = self.players
+        failed = []
         sent = 0
-        for player in room.players.values():
+        for player, kind, ack, view in deliveries:
             proto = players.get(player.id)
-            if proto is None or not player.connected:
+            if proto is None:
                 continue
-            what = room.state_for(player, patch, proto.congested)
-            if what is None:
-                continue
-            kind, ack, view = what
             enc = proto.encoding
             k = (kind, enc, view)
             frame = parts.get(k)
             if frame is None:
                 try:
-                    frame = parts[k] = self._state_parts(room, tick, patch, kind, enc, view)
+                    src, float32 = bodies[kind, view]
+                    body = wire.encode_patch(src, enc, float32=float32)
+                    head, tail = wire.state_frame_parts(
+                        kind, tick, body, enc, "state" if kind == "snapshot" else "patch")
+                    frame = parts[k] = (head, tail, enc == wire.MSGPACK)
                 except Exception:
                     # a game put something in its state that this encoding cannot
-                    # carry: the others still get theirs; these players get a
-                    # snapshot as soon as one can be encoded
+                    # carry: the others still get theirs
                     self._encode_failed(kind, room, enc)
                     frame = parts[k] = False
             if frame is False:
-                room.request_snapshot(player)
+                failed.append(player)
                 continue
             payload = frame[0] + wire.ack_bytes(ack, enc) + frame[1]
             if proto.state == _OPEN and proto._perMessageCompress is None:
@@ -157,15 +164,7 @@ class ArbiterFactory(WebSocketServerFactory):
                 proto.send_payload(payload, frame[2])
         if sent and self.metrics is not None:
             self.metrics.bytes_out.inc(sent)
-
-    @staticmethod
-    def _state_parts(room, tick, patch, kind, enc, view):
-        """(head, tail, is_binary) of this tick's ``kind`` message for one encoding and view."""
-        key = "state" if kind == "snapshot" else "patch"
-        src, float32 = room.state_body(kind, patch, tick, view)
-        body = wire.encode_patch(src, enc, float32=float32)
-        head, tail = wire.state_frame_parts(kind, tick, body, enc, key)
-        return head, tail, enc == wire.MSGPACK
+        return failed
 
     def close(self, player, code, reason):
         proto = self.players.pop(player.id, None)

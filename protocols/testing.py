@@ -162,13 +162,15 @@ class RecordingOutbox:
             if p is not exclude and p.connected:
                 self.sent.append((p.id, msg))
 
-    def send_state(self, room, tick, patch):
-        for p in room.players.values():
-            what = room.state_for(p, patch, False) if p.connected else None
-            if what is not None:
-                kind, ack, _ = what
-                body = {"state": room.state.snapshot()} if kind == "snapshot" else {"patch": patch}
-                self.sent.append((p.id, dict({"t": kind, "tick": tick, "ack": ack}, **body)))
+    def congested(self, player):
+        return False if player.connected else None
+
+    def send_state(self, room, tick, deliveries, bodies):
+        for p, kind, ack, view in deliveries:
+            body, _ = bodies[kind, view]
+            key = "state" if kind == "snapshot" else "patch"
+            self.sent.append((p.id, {"t": kind, "tick": tick, "ack": ack, key: body}))
+        return []
 
     def close(self, player, code, reason):
         self.closed.append((player.id, code))
