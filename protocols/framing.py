@@ -12,13 +12,26 @@ the server's CPU under the cubes benchmark (docs/BENCHMARKS.md), so:
   ``onPong``. Anything else (handshake, close, ping, fragments, frames of 126
   bytes or more, invalid UTF-8 in a text frame, an extension) goes to Autobahn
   unchanged, so limits, close codes and errors are Autobahn's, as before.
+
+It is also the one home of RFC 6455 framing for everything else that speaks
+frames without Autobahn: :func:`frame` writes any frame (a client's masked one,
+or a malformed one: fin, RSV bits, opcode and declared length are the caller's),
+and :class:`FrameReader` reads frames from a byte stream incrementally
+(``protocols.testing.FakeClient``, the load tester's ``BotProtocol``).
+Two hot paths keep code of their own, because the general one is measurably
+slower there (timeit, CPython 3.11): ``server_frame`` is ``frame(payload, 2 if
+is_binary else 1)`` written out (the call through :func:`frame` costs the state
+path about 60 ns a frame, +60%), and :class:`InlineFraming` keeps its own loop
+rather than reading through :class:`FrameReader` (a method call, a header check
+call and the general length decoding per frame: +12 to +24% a frame).
 """
 
 import struct
 
 from twisted.internet import tcp
 
-__all__ = ["InlineFraming", "queued", "server_frame", "write_now"]
+__all__ = ["FrameReader", "InlineFraming", "frame", "queued", "server_frame", "unmask",
+           "write_now"]
 
 _DIRECT = (tcp.Server, tcp.Client)
 
@@ -27,8 +40,31 @@ _head16 = struct.Struct("!BBH").pack
 _head64 = struct.Struct("!BBQ").pack
 
 
+def frame(payload, opcode, mask=None, fin=True, rsv=0, length=None):
+    """The bytes of one frame (RFC 6455 5.2) carrying ``payload``.
+
+    ``mask``: None for an unmasked frame (a server's), or the 4-byte masking key
+    of a client's frame (``os.urandom(4)``, or a fixed key to repeat a run).
+    ``fin``, ``rsv`` (the three RSV bits as a number, 0-7), ``opcode`` and
+    ``length`` (the payload length the header declares; by default the real one)
+    are written as given, so malformed frames can be made too."""
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | rsv << 4 | opcode
+    m = 0 if mask is None else 0x80
+    if n < 126:
+        head = _head(b0, m | n)
+    elif n < 65536:
+        head = _head16(b0, m | 126, n)
+    else:
+        head = _head64(b0, m | 127, n)
+    if mask is None:
+        return head + payload
+    return head + mask + unmask(payload, mask)
+
+
 def server_frame(payload, is_binary):
-    """The bytes of one final, unmasked, uncompressed frame carrying ``payload``."""
+    """The bytes of one final, unmasked, uncompressed frame carrying ``payload``:
+    ``frame(payload, 2 if is_binary else 1)``, written out for the state path."""
     n = len(payload)
     op = 0x82 if is_binary else 0x81
     if n < 126:
@@ -77,6 +113,73 @@ def unmask(payload, key):
         return payload
     mask = (key * (n // 4 + 1))[:n]
     return (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+
+
+class FrameReader:
+    """Frames from a byte stream, incrementally: :meth:`feed` it what arrives, then
+    call :meth:`next` for each complete frame, ``(fin, opcode, payload)`` with the
+    payload unmasked; what is not a complete frame yet stays for the next feed.
+
+    ``accept(b0, b1)``, if given, sees each frame's first two bytes as soon as
+    they arrive; when it says no, :meth:`next` returns False and leaves that frame
+    unread, so :meth:`rest` hands it (and all after it) to someone else."""
+
+    __slots__ = ("accept", "_buf", "_pos")
+
+    def __init__(self, accept=None):
+        self.accept = accept
+        self._buf = b""
+        self._pos = 0
+
+    def feed(self, data):
+        buf = self._buf
+        pos = self._pos
+        self._buf = buf[pos:] + data if pos < len(buf) else data
+        self._pos = 0
+
+    def next(self):
+        """The next complete frame, None when there is none yet, False when
+        ``accept`` refused the next frame's header."""
+        buf = self._buf
+        i = self._pos
+        left = len(buf) - i
+        if left < 2:
+            return None
+        b0 = buf[i]
+        b1 = buf[i + 1]
+        if self.accept is not None and not self.accept(b0, b1):
+            return False
+        n = b1 & 0x7F
+        h = i + 2
+        if n == 126:
+            if left < 4:
+                return None
+            n = int.from_bytes(buf[h:h + 2], "big")
+            h += 2
+        elif n == 127:
+            if left < 10:
+                return None
+            n = int.from_bytes(buf[h:h + 8], "big")
+            h += 8
+        if b1 & 0x80:
+            end = h + 4 + n
+            if end > len(buf):
+                return None
+            payload = unmask(buf[h + 4:end], buf[h:h + 4])
+        else:
+            end = h + n
+            if end > len(buf):
+                return None
+            payload = buf[h:end]
+        self._pos = end
+        return (b0 >= 0x80, b0 & 0x0F, payload)
+
+    def rest(self):
+        """Every byte not yet read as a frame; the reader is left empty."""
+        rest = self._buf[self._pos:]
+        self._buf = b""
+        self._pos = 0
+        return rest
 
 
 class InlineFraming:

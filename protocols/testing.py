@@ -26,6 +26,7 @@ from zope.interface import implementer
 from arbiter.interfaces import IOutbox
 
 from protocols import wire
+from protocols.framing import FrameReader, frame
 
 _port = [40000]
 
@@ -56,7 +57,8 @@ class FakeClient:
                 self.subprotocol = line.split(":", 1)[1].strip()
         self.encoding = self.subprotocol or wire.JSON
         self.transport.clear()
-        self._buf = rest
+        self._reader = FrameReader()
+        self._reader.feed(rest)
         self.close_code = None
         self.close_reason = None
         self.pongs = 0
@@ -67,17 +69,8 @@ class FakeClient:
 
     # -- sending ---------------------------------------------------------------
     def send_frame(self, payload, opcode):
-        mask = os.urandom(4)
-        n = len(payload)
-        head = bytes([0x80 | opcode])
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 65536:
-            head += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.proto.dataReceived(head + mask + masked)
+        """One final frame, masked with a fresh key, as a browser sends it."""
+        self.proto.dataReceived(frame(payload, opcode, os.urandom(4)))
 
     def send(self, msg):
         """Send a map in this connection's encoding."""
@@ -93,28 +86,14 @@ class FakeClient:
     # -- receiving ------------------------------------------------------------
     def frames(self):
         """Every complete frame the server wrote since the last call: (opcode, payload)."""
-        data = self._buf + self.transport.value()
+        reader = self._reader
+        reader.feed(self.transport.value())
         self.transport.clear()
         out = []
-        while len(data) >= 2:
-            opcode = data[0] & 0x0F
-            n = data[1] & 0x7F
-            i = 2
-            if n == 126:
-                if len(data) < 4:
-                    break
-                n = struct.unpack("!H", data[2:4])[0]
-                i = 4
-            elif n == 127:
-                if len(data) < 10:
-                    break
-                n = struct.unpack("!Q", data[2:10])[0]
-                i = 10
-            if len(data) < i + n:
-                break
-            out.append((opcode, data[i:i + n]))
-            data = data[i + n:]
-        self._buf = data
+        f = reader.next()
+        while f:
+            out.append(f[1:])
+            f = reader.next()
         return out
 
     def received(self):

@@ -10,7 +10,7 @@ from arbiter.config import Config
 from arbiter.app.server import build
 from protocols.testing import FakeClient
 from protocols import wire
-from protocols.framing import server_frame, unmask
+from protocols.framing import FrameReader, frame, server_frame
 
 
 @pytest.fixture
@@ -23,11 +23,7 @@ def factory(txaio_clock):
 
 
 def masked(payload, opcode, fin=True):
-    key = os.urandom(4)
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n)
-    return head + key + unmask(payload, key)
+    return frame(payload, opcode, os.urandom(4), fin)
 
 
 def joined(factory, encoding=wire.JSON):
@@ -42,6 +38,39 @@ def test_server_frame_lengths():
                     (70000, b"\x82\x7f" + struct.pack("!Q", 70000))):
         assert server_frame(b"x" * n, True) == head + b"x" * n
     assert server_frame(b"{}", False) == b"\x81\x02{}"
+
+
+def test_frame_is_server_frame_unmasked_and_writes_malformed_frames():
+    """frame() without a key is server_frame; fin, RSV bits and the length are the caller's."""
+    for n in (0, 125, 126, 65535, 65536):
+        for binary in (False, True):
+            assert frame(b"x" * n, 2 if binary else 1) == server_frame(b"x" * n, binary)
+    assert frame(b"ab", 0, fin=False) == b"\x00\x02ab"
+    assert frame(b"ab", 1, rsv=5, length=300) == b"\xd1\x7e\x01\x2cab"
+    key = b"\x01\x02\x03\x04"
+    assert frame(b"\x01\x02\x03\x04\x05", 2, key) == b"\x82\x85" + key + b"\0\0\0\0\x04"
+
+
+def test_frame_reader_reads_any_split_and_keeps_the_rest():
+    """Masked or not, any length class, fed a byte at a time or all at once."""
+    sent = [(True, 1, b"a" * 5), (False, 2, b"b" * 200), (True, 0, b""), (True, 9, b"c" * 70000)]
+    data = b"".join(frame(p, op, os.urandom(4) if i % 2 else None, fin)
+                    for i, (fin, op, p) in enumerate(sent))
+    for step in (1, 7, len(data)):
+        reader, got = FrameReader(), []
+        for i in range(0, len(data), step):
+            reader.feed(data[i:i + step])
+            f = reader.next()
+            while f:
+                got.append(f)
+                f = reader.next()
+            assert f is None
+        assert got == sent and reader.rest() == b""
+    reader = FrameReader(lambda b0, b1: b0 & 0x0F != 8)
+    reader.feed(frame(b"x", 1) + frame(b"\x03\xe8", 8) + frame(b"y", 1)[:1])
+    assert reader.next() == (True, 1, b"x")
+    assert reader.next() is False
+    assert reader.rest() == frame(b"\x03\xe8", 8) + b"\x81"
 
 
 def test_frames_split_and_batched(factory):

@@ -10,7 +10,6 @@ real sockets on 127.0.0.1.
 import base64
 import json
 import os
-import struct
 import time
 
 import pytest
@@ -19,6 +18,7 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
 from protocols.client import connect, open_socket
+from protocols.framing import FrameReader, frame
 from arbiter.config import Config, World
 from test_protocol import Harness
 
@@ -262,28 +262,19 @@ def lost_within(conn, seconds):
 
 
 def masked(payload, opcode):
-    key = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return frame(payload, opcode, os.urandom(4))
 
 
 def server_messages(data):
     """The text messages in the server's frames after the HTTP response in ``data``."""
-    data = data.partition(b"\r\n\r\n")[2]
+    reader = FrameReader()
+    reader.feed(data.partition(b"\r\n\r\n")[2])
     out = []
-    while len(data) >= 2:
-        n, i = data[1] & 0x7F, 2
-        if n == 126:
-            n, i = struct.unpack("!H", data[2:4])[0], 4
-        elif n == 127:
-            n, i = struct.unpack("!Q", data[2:10])[0], 10
-        if len(data) < i + n:
-            break
-        if data[0] & 0x0F == 1:
-            out.append(json.loads(data[i:i + n]))
-        data = data[i + n:]
+    f = reader.next()
+    while f:
+        if f[1] == 1:
+            out.append(json.loads(f[2]))
+        f = reader.next()
     return out
 
 

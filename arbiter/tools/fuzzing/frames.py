@@ -1,10 +1,10 @@
 """Odd payloads, the generator table, and raw WebSocket frames."""
 
 import random
-import struct
 
 from arbiter.tools.fuzzing.generators import Frame, _base, gen_bin_ext_key, gen_deep, gen_huge_int, gen_lone_surrogate, gen_non_finite, gen_random_bytes, gen_random_fields, gen_trailing, gen_truncated, gen_valid, gen_wrong_frame_type, gen_wrong_type, valid_message
 from arbiter.tools.fuzzing.values import JSON, MSGPACK, encode_as, to_json
+from protocols import framing
 
 
 ODD_JSON = [b"", b" ", b"\n", b"null", b"true", b"0", b"-0", b"1e400", b'"hello"', b"[]", b"{}",
@@ -128,19 +128,9 @@ def message_frame(obj, encoding, kind="explicit", raw=False, note=""):
 
 
 def mask_frame(payload, opcode, fin=True, key=b"\x37\xfa\x21\x3d"):
-    """One masked client frame (RFC 6455 5.2)."""
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    if n:
-        mask = (key * (n // 4 + 1))[:n]
-        payload = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
-    return head + key + payload
+    """One masked client frame (RFC 6455 5.2), with a fixed key so a run repeats:
+    ``protocols.framing.frame`` (which also writes RSV bits and false lengths)."""
+    return framing.frame(payload, opcode, key, fin)
 
 
 def frame_bytes(frame):
