@@ -86,15 +86,9 @@ class FakeClient:
     # -- receiving ------------------------------------------------------------
     def frames(self):
         """Every complete frame the server wrote since the last call: (opcode, payload)."""
-        reader = self._reader
-        reader.feed(self.transport.value())
+        data = self.transport.value()
         self.transport.clear()
-        out = []
-        f = reader.next()
-        while f:
-            out.append(f[1:])
-            f = reader.next()
-        return out
+        return [(opcode, payload) for _, opcode, payload in self._reader.read(data)]
 
     def received(self):
         """Decoded messages since the last call (close and ping frames are noted)."""

@@ -59,18 +59,19 @@ def test_frame_reader_reads_any_split_and_keeps_the_rest():
     for step in (1, 7, len(data)):
         reader, got = FrameReader(), []
         for i in range(0, len(data), step):
-            reader.feed(data[i:i + step])
-            f = reader.next()
-            while f:
-                got.append(f)
-                f = reader.next()
-            assert f is None
+            got.extend(reader.read(data[i:i + step]))
         assert got == sent and reader.rest() == b""
     reader = FrameReader(lambda b0, b1: b0 & 0x0F != 8)
-    reader.feed(frame(b"x", 1) + frame(b"\x03\xe8", 8) + frame(b"y", 1)[:1])
-    assert reader.next() == (True, 1, b"x")
-    assert reader.next() is False
+    reader.feed(frame(b"x", 1))
+    frames = reader.read(frame(b"\x03\xe8", 8) + frame(b"y", 1)[:1])
+    assert next(frames) == (True, 1, b"x")
+    assert list(frames) == [] and reader.refused
     assert reader.rest() == frame(b"\x03\xe8", 8) + b"\x81"
+    assert not reader.refused
+    reader.feed(frame(b"a", 1) + frame(b"b", 2))
+    for f in reader.read():
+        break                        # the reader's user stops after one frame
+    assert reader.rest() == frame(b"b", 2)
 
 
 def test_frames_split_and_batched(factory):

@@ -267,15 +267,8 @@ def masked(payload, opcode):
 
 def server_messages(data):
     """The text messages in the server's frames after the HTTP response in ``data``."""
-    reader = FrameReader()
-    reader.feed(data.partition(b"\r\n\r\n")[2])
-    out = []
-    f = reader.next()
-    while f:
-        if f[1] == 1:
-            out.append(json.loads(f[2]))
-        f = reader.next()
-    return out
+    frames = FrameReader().read(data.partition(b"\r\n\r\n")[2])
+    return [json.loads(payload) for _, opcode, payload in frames if opcode == 1]
 
 
 UPGRADE = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
