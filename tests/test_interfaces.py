@@ -11,6 +11,7 @@ from arbiter.games.cubes import CubeGame
 from arbiter.games.paint import PaintGame
 from arbiter.interfaces import IGame, IOutbox, IRoom
 from arbiter.lockstep import LockstepRoom
+from arbiter.lockstep_turns import ITurnHost, ITurnScheduler, TurnScheduler
 from arbiter.room import RealtimeRoom
 from arbiter.tokens import Signer
 from protocols.factory import ArbiterFactory
@@ -52,6 +53,15 @@ def test_a_recorded_lockstep_room_is_a_room():
     clock = task.Clock()
     room = LockstepRoom("x", Config(), RecordingOutbox(), Signer(b"k"), clock)
     assert verifyObject(IRoom, room)
+
+
+def test_a_lockstep_room_and_its_turn_scheduler_meet_through_two_small_interfaces():
+    """The room is its scheduler's host; the scheduler is what the room uses."""
+    room = LockstepRoom("x", Config(), RecordingOutbox(), Signer(b"k"), task.Clock())
+    assert verifyClass(ITurnHost, LockstepRoom) and verifyObject(ITurnHost, room)
+    assert verifyClass(ITurnScheduler, TurnScheduler)
+    assert verifyObject(ITurnScheduler, room.turns)
+    assert room.turns.host is room
 
 
 @pytest.mark.parametrize("game_class", [Game, CubeGame, PaintGame])
