@@ -36,9 +36,6 @@ from arbiter.schema import WireError
 
 log = Logger()
 
-ROOM_ENDED = "room_ended"     # not (yet) in arbiter/codes.py: the JS client has no name for it
-CLOSE_ROOM_ENDED = 4004
-
 
 @implementer(IRoom, ITurnHost)
 class LockstepRoom(RoomBase):
@@ -100,7 +97,8 @@ class LockstepRoom(RoomBase):
     def join(self, name, role="player", sync="state", pid=None):
         """A new player; once the game runs every newcomer is a spectator."""
         if self.phase == ENDED:
-            raise JoinError(ROOM_ENDED, "room %s has ended" % self.name, CLOSE_ROOM_ENDED)
+            raise JoinError(codes.ROOM_ENDED, "room %s has ended" % self.name,
+                            codes.CLOSE_ROOM_ENDED)
         if self.phase != SETUP:
             role = "spectator"
         if role != "spectator" and self.player_count >= self.max_players:

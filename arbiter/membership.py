@@ -144,4 +144,4 @@ class RoomBase:
     def _close_everyone(self, reason):
         for player in list(self.players.values()):
             if player.connected:
-                self.out.close(player, 1000, "room ended: %s" % reason)
+                self.out.close(player, codes.CLOSE_ENDED, "room ended: %s" % reason)

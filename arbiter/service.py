@@ -20,7 +20,7 @@ from arbiter.games.cubes import CubeGame
 from arbiter.ids import PlayerIds
 from arbiter.quietlog import QuietLog
 from arbiter import codes, phases
-from arbiter.lockstep import ROOM_ENDED, LockstepRoom
+from arbiter.lockstep import LockstepRoom
 from arbiter.room import JoinError, RealtimeRoom, RoomRegistry
 from arbiter.schema import Schema
 from arbiter.tokens import BadToken, Signer
@@ -175,7 +175,7 @@ class ArbiterService(Service):
         (token, player id, role, expires). A running lockstep game admits only
         spectators. Raises Refused(room_ended | room_full)."""
         if room.phase == phases.ENDED:
-            raise Refused(ROOM_ENDED, "room %s has ended" % json.dumps(room.name))
+            raise Refused(codes.ROOM_ENDED, "room %s has ended" % json.dumps(room.name))
         if room.mode == "lockstep" and room.phase != phases.SETUP:
             role = "spectator"          # a running lockstep game takes no new players
         if role == "player":

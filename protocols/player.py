@@ -215,7 +215,7 @@ class PlayerProtocol(WebSocketServerProtocol):
         self.send_msg({"t": "error", "code": code, "msg": text})
 
     def close_with(self, code, reason):
-        if code < 3000 and code != 1000:
+        if code < 3000 and code != codes.CLOSE_ENDED:
             self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"))
         else:
             self.sendClose(code=code, reason=reason)

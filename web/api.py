@@ -21,7 +21,6 @@ from twisted.logger import Logger
 from twisted.web import resource
 
 from arbiter import codes, phases
-from arbiter.lockstep import ROOM_ENDED
 from arbiter.schema import ROOM_RE, WireError
 from arbiter.service import Refused
 
@@ -29,7 +28,7 @@ log = Logger()
 
 MODES = ("realtime", "lockstep")
 MAX_ROOM_PLAYERS = 64
-REFUSED_STATUS = {ROOM_ENDED: 410, codes.ROOM_FULL: 409}
+REFUSED_STATUS = {codes.ROOM_ENDED: 410, codes.ROOM_FULL: 409}
 
 
 class ApiError(Exception):
