@@ -36,6 +36,9 @@ from arbiter.schema import WireError
 
 log = Logger()
 
+# a say takes from these rate buckets (arbiter/membership.py), as in a realtime room
+SAY_BUCKETS = ("all", "say")
+
 
 @implementer(IRoom, ITurnHost)
 class LockstepRoom(RoomBase):
@@ -133,7 +136,7 @@ class LockstepRoom(RoomBase):
         """``welcome``, then ``setup``, then (in a running game) ``catchup``."""
         self.out.send(player, {
             "t": "welcome", "you": player.id, "name": player.name, "room": self.name,
-            "token": player.token, "tick": self.turn, "ack": 0,
+            "token": player.token, "tick": self.turn, "ack": player.ack,
             "rate": max(1, int(1000 // max(1, self.turn_ms))), "mode": self.mode,
             "role": player.role, "phase": self.phase,
             "world": {"max_players": self.max_players, "game": self.game},
@@ -213,15 +216,36 @@ class LockstepRoom(RoomBase):
 
     # -- messages ------------------------------------------------------------------------
     def submit(self, player, msg):
-        """Realtime inputs: only ``say`` means something here."""
-        if msg.t == "say":
-            self.out.broadcast(self, {"t": "event", "kind": "say", "player": player.id,
-                                      "text": msg["text"]})
-        else:
-            self.out.send(player, {"t": "reject", "seq": msg["seq"], "code": NOT_IN_GAME,
-                                   "msg": "%s is a realtime input; a lockstep room takes "
-                                          "turn packets" % msg.t})
+        """Realtime inputs: only ``say`` means something here (PROTOCOL.md 15.10).
+
+        A ``say`` is processed at once as a realtime room processes it on its
+        tick: ``bad_seq`` unless its ``seq`` is above the last one processed
+        (``welcome.ack`` after a resume), then ``rate_limited`` over the
+        all-inputs or the say bucket, then relayed to everyone as event ``say``
+        (spectators' too, 10). Every other input is ``not_in_game``."""
+        seq = msg["seq"]
+        if msg.t != codes.SAY:
+            self._reject(player, seq, NOT_IN_GAME, "%s is a realtime input; a lockstep room "
+                         "takes turn packets" % msg.t)
+            return 0
+        if seq <= player.ack:
+            self._reject(player, seq, codes.BAD_SEQ, "seq %d is not above %d"
+                         % (seq, player.ack))
+            return 0
+        player.ack = seq
+        now = self.clock.seconds()
+        buckets = [player.buckets[b] for b in SAY_BUCKETS]
+        if not all(b.can_take(now) for b in buckets):
+            self._reject(player, seq, codes.RATE_LIMITED, "too many say inputs")
+            return 0
+        for b in buckets:
+            b.take()
+        self.out.broadcast(self, {"t": "event", "kind": "say", "player": player.id,
+                                  "text": msg["text"]})
         return 0
+
+    def _reject(self, player, seq, code, text):
+        self.out.send(player, {"t": "reject", "seq": seq, "code": code, "msg": text})
 
     def request_snapshot(self, player):
         """``resync``: the whole game again (``catchup``) once it runs."""

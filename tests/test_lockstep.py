@@ -388,3 +388,59 @@ def test_setup_messages_are_rate_limited():
     clock.advance(0.2)
     send(room, a, "ready", ready=True)
     assert of(out, b.id, "setup")[-1]["players"][a.id]["ready"] is True
+
+
+def say(room, player, seq, text="hi"):
+    room.submit(player, SCHEMA.validate("say", {"t": "say", "seq": seq, "text": text}))
+
+
+def says(out, pid):
+    return [m["text"] for m in of(out, pid, "event") if m["kind"] == "say"]
+
+
+def test_say_needs_a_seq_above_the_last_and_welcome_acks_it():
+    """A say's seq must go up (bad_seq, not relayed); a resumed player's welcome.ack is its last."""
+    room, out, clock, (a, b) = started(2)
+    say(room, a, 3, "one")
+    say(room, a, 3, "again")
+    say(room, a, 2, "older")
+    assert says(out, b.id) == ["one"]
+    assert [(r["seq"], r["code"]) for r in of(out, a.id, "reject")] == [(3, "bad_seq"),
+                                                                      (2, "bad_seq")]
+    room.submit(a, SCHEMA.validate("move", {"t": "move", "seq": 9, "dt": 10, "dir": [1, 0]}))
+    assert of(out, a.id, "reject")[-1]["code"] == "not_in_game"
+    say(room, a, 4, "two")                  # other inputs move nothing: 4 is still above 3
+    assert says(out, b.id) == ["one", "two"]
+    room.disconnect(a)
+    player, _ = room.resume(Signer(b"k").open(a.token, "ls"))
+    room.welcome(player)
+    assert of(out, a.id, "welcome")[-1]["ack"] == 4
+
+
+def test_say_is_rate_limited_5_a_second():
+    """The say bucket (5, 5 per s): the sixth say at once is rate_limited, 0.2 s refills one."""
+    room, out, clock, (a, b) = started(2)
+    for seq in range(1, 7):
+        say(room, a, seq, "s%d" % seq)
+    assert says(out, b.id) == ["s1", "s2", "s3", "s4", "s5"]
+    assert [(r["seq"], r["code"]) for r in of(out, a.id, "reject")] == [(6, "rate_limited")]
+    say(room, a, 6, "s6 again")             # a rate-limited say was processed: bad_seq now
+    assert of(out, a.id, "reject")[-1]["code"] == "bad_seq"
+    clock.advance(0.2)
+    say(room, a, 7, "s7")
+    assert says(out, b.id)[-1] == "s7"
+
+
+def test_a_spectators_say_is_relayed_with_the_same_checks():
+    """PROTOCOL.md 10, 15.10: a spectator's say reaches everyone, seq-checked and rate-limited."""
+    room, out, clock, (a, b) = started(2)
+    s = room.join("watcher", role="spectator")
+    room.welcome(s)
+    say(room, s, 1, "nice")
+    assert says(out, a.id) == ["nice"] and says(out, s.id) == ["nice"]
+    say(room, s, 1, "nice again")
+    assert of(out, s.id, "reject")[-1]["code"] == "bad_seq"
+    for seq in range(2, 8):
+        say(room, s, seq)
+    assert of(out, s.id, "reject")[-1] == {"t": "reject", "seq": 7, "code": "rate_limited",
+                                           "msg": "too many say inputs"}

@@ -227,7 +227,7 @@ class ApiResource(resource.Resource):
         max_players = _int(body, "max_players", 1, MAX_ROOM_PLAYERS)
         min_players = _int(body, "min_players", 1,
                            max_players or self.config.world.max_players, 1)
-        seed = _int(body, "seed", 0, 2 ** 53)
+        seed = _int(body, "seed", 0, codes.MAX_INT)
         try:
             config = phases.check_config("config", body.get("config", {}))
         except WireError as e:
