@@ -1,6 +1,6 @@
 """The pure movement step, identical on server and client.
 
-``web/static/js/movement.js`` is a line-by-line port: client-side prediction is
+``web/static/js/arbiter/movement.js`` is a line-by-line port: client-side prediction is
 exact only while the two agree (tests/test_movement_parity.py runs both on the
 same inputs). Plain IEEE double arithmetic in a fixed order, no ``hypot`` (its
 last bit differs between libms), rounding half away from zero.
