@@ -64,3 +64,32 @@ def test_loadtest_fails_cleanly_without_server():
     assert out.returncode == 1
     assert "no bot joined" in out.stderr
     assert out.stdout == ""
+
+
+def test_bot_protocol_reads_frames_in_line(monkeypatch):
+    """Text and binary frames reach onMessage (cut anywhere), pings get a masked pong,
+    and from the first frame of another kind (a close) on the stream is Autobahn's."""
+    from twisted.internet.testing import StringTransport
+    from arbiter.tools.loadtest import BotProtocol
+    from protocols.client import ArbiterClientProtocol
+    from protocols.framing import FrameReader, frame
+
+    handed = []
+    monkeypatch.setattr(ArbiterClientProtocol, "dataReceived", lambda self, d: handed.append(d))
+    monkeypatch.setattr(ArbiterClientProtocol, "onOpen", lambda self: None)
+    data = (frame(b'{"a":1}', 1) + frame(b"\x81\xa1b\x02", 2) + frame(b"hb", 9)
+            + frame(b"z" * 300, 1) + frame(b"\x03\xe8", 8) + frame(b"x", 1))
+    for step in (1, 5, len(data)):
+        p = BotProtocol()
+        p.state, p._perMessageCompress = p.STATE_OPEN, None
+        p.transport = StringTransport()
+        p.onOpen()
+        got = []
+        p.onMessage = lambda payload, binary: got.append((payload, binary))
+        del handed[:]
+        for i in range(0, len(data), step):
+            p.dataReceived(data[i:i + step])
+        assert got == [(b'{"a":1}', False), (b"\x81\xa1b\x02", True), (b"z" * 300, False)]
+        assert [f for f in FrameReader().read(p.transport.value())] == [(True, 10, b"hb")]
+        assert p.transport.value()[1] & 0x80                    # masked
+        assert b"".join(handed) == frame(b"\x03\xe8", 8) + frame(b"x", 1) and not p.fast
