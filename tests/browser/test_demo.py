@@ -413,6 +413,8 @@ def test_name_is_asked_once_and_remembered(browser, server, room):
         page.fill("#name-input", "Grace")
         page.click("#name-dialog button[type=submit]")
         page.wait_for_function("window.arbiterDemo.ready && window.arbiterDemo.client.connection.name === 'Grace'")
+        # the player list is drawn from the first state after welcome, a moment after ready
+        page.wait_for_function("document.querySelector('#players').textContent.includes('Grace')")
         assert "Grace" in page.text_content("#players")
         page.reload()
         page.wait_for_function("window.arbiterDemo && window.arbiterDemo.ready")
