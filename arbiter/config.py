@@ -30,7 +30,7 @@ class Config:
     interface: str = "127.0.0.1"
     tick_rate: int = 20          # simulation ticks per second
     send_rate: int = 20          # state ticks per second (``rate`` on the wire)
-    tick_spread: int = 1         # spread the rooms' ticks over this many slots per period
+    tick_spread: int = 4         # spread the rooms' ticks over this many slots per period
     grace: float = 30.0          # seconds a disconnected player is kept
     max_message_size: int = 65536
     secret: bytes = b""          # token signing key; random per start when empty

@@ -64,7 +64,7 @@ def wait_quiet(max_s):
 def run_arbiter(n, r, args):
     cmd = ["taskset", "-c", "0", sys.executable, "-m", "arbiter", "--port", "0",
            "--world-size", "100", "--cube-speed", "5", "--max-players", str(r),
-           "--max-cubes", "4", "--grace", "1", "--tick-spread", "4"] + args.server_arg
+           "--max-cubes", "4", "--grace", "1"] + args.server_arg
     env = dict(os.environ)
     if args.server_pythonpath:      # e.g. an older tree, for before/after comparisons
         env["PYTHONPATH"] = args.server_pythonpath

@@ -38,7 +38,7 @@ class Server:
         return c
 
     def tick(self, n=1):
-        for _ in range(n):
+        for _ in range(n * self.service.config.tick_spread):   # a period: every slot once
             due = self.service._loop.call.getTime()
             self.clock.advance(max(0.0, due - self.clock.seconds()) + 1e-9)
 

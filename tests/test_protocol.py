@@ -39,7 +39,7 @@ class Harness:
 
     def tick(self, n=1):
         """Run exactly ``n`` server ticks (to the loop's next call time, no float drift)."""
-        for _ in range(n):
+        for _ in range(n * self.service.config.tick_spread):   # a period: every slot once
             due = self.service._loop.call.getTime()
             self.clock.advance(max(0.0, due - self.clock.seconds()) + 1e-9)
 

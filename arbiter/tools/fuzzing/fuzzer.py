@@ -300,6 +300,11 @@ class Fuzzer(HonestPlay):
     def tick(self):
         """Honest players act (if they have not yet) and the server ticks once."""
         self.honest_act()
+        for _ in range(self.config.tick_spread):   # a whole period: every slot ticks once
+            self._next_loop_call()
+        self._advance(0)
+
+    def _next_loop_call(self):
         ticks = self.service.ticks
         for _ in range(3):
             # to the loop's next call; after a gap that ended on an interval boundary
@@ -312,7 +317,6 @@ class Fuzzer(HonestPlay):
             self._safely("the clock", self.clock.advance, step)
             if self.service.ticks != ticks:
                 break
-        self._advance(0)
 
     def gap(self, seconds):
         """A quiet stretch of ``seconds`` (one late tick for everything queued)."""
