@@ -6,12 +6,11 @@ import json
 
 import pytest
 from treq.testing import StubTreq
-from twisted.internet import task
 
-from arbiter.app.server import build
 from arbiter.config import Config
 from arbiter.tokens import Signer
 from protocols import wire
+from arbiter.app.testing import InMemoryServer
 from protocols.testing import FakeClient
 
 KEY = "sekrit-key"
@@ -41,14 +40,11 @@ class Hello:
         return self.client.close_code
 
 
-class ApiServer:
+class ApiServer(InMemoryServer):
     """A server on a task.Clock, its site's root resource behind StubTreq."""
 
     def __init__(self, config):
-        self.clock = task.Clock()
-        self.service, self.factory, self.site = build(config, clock=self.clock,
-                                                      monotonic=self.clock.seconds)
-        self.service.startService()
+        super().__init__(config)
         self.treq = StubTreq(self.site.resource)
 
     def call(self, method, path, body=None, headers=AUTH, raw=None):

@@ -9,43 +9,19 @@ import json
 
 import msgpack
 import pytest
-from twisted.internet import task
 from twisted.logger import globalLogPublisher
 
 from arbiter.config import Config
 from arbiter.games.cubes import CubeGame
 from arbiter.ids import PlayerIds
-from arbiter.app.server import build
+from arbiter.app.testing import InMemoryServer
 from protocols.testing import FakeClient
 from protocols import wire
 
 
-class Server:
-    def __init__(self, game_factory=None, config=None):
-        self.clock = task.Clock()
-        self.service, self.factory, _ = build(config or Config(port=0), clock=self.clock,
-                                              monotonic=self.clock.seconds,
-                                              game_factory=game_factory)
-        self.service.startService()
-
-    def join(self, name, protocols=(wire.JSON,), room="main"):
-        c = FakeClient(self.factory, protocols)
-        msgs = c.hello(name=name, room=room)
-        assert [m["t"] for m in msgs[:2]] == ["welcome", "snapshot"], msgs
-        c.you = msgs[0]["you"]
-        c.token = msgs[0]["token"]
-        c.state = msgs[1]["state"]
-        return c
-
-    def tick(self, n=1):
-        for _ in range(n * self.service.config.tick_spread):   # a period: every slot once
-            due = self.service._loop.call.getTime()
-            self.clock.advance(max(0.0, due - self.clock.seconds()) + 1e-9)
-
-
 @pytest.fixture
 def srv(txaio_clock):
-    s = Server()
+    s = InMemoryServer()
     yield s
     s.service.stopService()
 
@@ -188,7 +164,7 @@ class FlakyGame(CubeGame):
 
 @pytest.fixture
 def flaky(txaio_clock):
-    s = Server(game_factory=FlakyGame)
+    s = InMemoryServer(game_factory=FlakyGame)
     yield s
     s.service.stopService()
 
@@ -243,7 +219,7 @@ class BrokenStepGame(CubeGame):
 def test_a_failing_game_stage_does_not_stop_acks_or_grace(txaio_clock, logged):
     """With a game whose step raises on every tick, inputs are still acked, state
     ticks still go out, grace periods still end; one traceback, then counts."""
-    s = Server(game_factory=BrokenStepGame, config=Config(port=0, grace=1.0))
+    s = InMemoryServer(game_factory=BrokenStepGame, config=Config(port=0, grace=1.0))
     try:
         a, b = s.join("A"), s.join("B")
         s.tick()
@@ -269,7 +245,7 @@ def test_a_failing_game_stage_does_not_stop_acks_or_grace(txaio_clock, logged):
 def test_deep_nesting_is_bad_message_without_traceback(srv, logged, encoding, depth):
     """JSON or msgpack nested thousands of levels deep is bad_message (not
     internal_error), with no traceback; 20 such frames log a few lines at most."""
-    a = srv.join("A", (encoding,))
+    a = srv.join("A", protocols=(encoding,))
     a.received()
     before = len(logged)
     for _ in range(19):
@@ -289,7 +265,7 @@ def test_deep_nesting_is_bad_message_without_traceback(srv, logged, encoding, de
 @pytest.mark.parametrize("encoding", [wire.JSON, wire.MSGPACK])
 def test_nesting_limit_is_32_levels(srv, encoding):
     """32 levels of maps and arrays (the message itself counted) pass; 33 do not."""
-    a = srv.join("A", (encoding,))
+    a = srv.join("A", protocols=(encoding,))
     a.received()
     a.send({"t": "say", "seq": 1, "text": "ok", "x": nested(31)})
     a.send({"t": "say", "seq": 2, "text": "no", "x": nested(32)})
@@ -347,7 +323,7 @@ def test_msgpack_values_json_cannot_carry_are_bad_message(srv, payload, field):
     """In msgpack, bin and ext values, non-string keys, NaN and integers past
     2^53 - 1 are bad_message naming the field: nothing a msgpack client sends
     can later fail to encode for a JSON client."""
-    a = srv.join("A", (wire.MSGPACK,))
+    a = srv.join("A", protocols=(wire.MSGPACK,))
     srv.tick()
     a.received()
     a.send_binary(payload)
@@ -361,7 +337,7 @@ def test_msgpack_values_json_cannot_carry_are_bad_message(srv, payload, field):
 def test_msgpack_say_reaches_json_players(srv):
     """A say from a msgpack player with non-ASCII text reaches a JSON player
     (the two encodings carry the same maps)."""
-    m, j = srv.join("M", (wire.MSGPACK,)), srv.join("J")
+    m, j = srv.join("M", protocols=(wire.MSGPACK,)), srv.join("J")
     m.send({"t": "say", "seq": 1, "text": "ünïcødé ✓"})
     srv.tick()
     assert [x["text"] for x in j.received() if x.get("kind") == "say"] == ["ünïcødé ✓"]
@@ -387,7 +363,7 @@ def test_bad_messages_log_one_line_then_a_count(srv, logged):
 
 def test_player_ids_are_not_reused_by_a_restarted_server(txaio_clock):
     """Two runs of the server (two services) hand out different player ids."""
-    first, second = Server(), Server()
+    first, second = InMemoryServer(), InMemoryServer()
     try:
         a, b = first.join("A"), second.join("B")
         assert a.you != b.you
@@ -420,7 +396,7 @@ class LeakyGame(CubeGame):
 
 @pytest.fixture
 def leaky(txaio_clock):
-    s = Server(game_factory=LeakyGame)
+    s = InMemoryServer(game_factory=LeakyGame)
     yield s
     s.service.stopService()
 
@@ -447,7 +423,7 @@ def test_state_one_encoding_cannot_carry_does_not_stop_the_others(leaky):
     and players in other rooms still get every state tick; JSON players get a
     snapshot as soon as the state can be encoded again."""
     j = leaky.join("J")
-    m = leaky.join("M", (wire.MSGPACK,))
+    m = leaky.join("M", protocols=(wire.MSGPACK,))
     other = leaky.join("O", room="elsewhere")
     leaky.tick()
     j.received(), m.received(), other.received()

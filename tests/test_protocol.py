@@ -8,40 +8,16 @@ import json
 
 import msgpack
 import pytest
-from twisted.internet import task
 
 from arbiter.config import Config, World
-from arbiter.app.server import build
+from arbiter.app.testing import InMemoryServer
 from protocols.testing import FakeClient
 from protocols import wire
 
 TICK = 0.05
 
 
-class Harness:
-    def __init__(self, config):
-        self.clock = task.Clock()
-        self.service, self.factory, _ = build(config, clock=self.clock,
-                                              monotonic=self.clock.seconds)
-        self.service.startService()
-
-    def client(self, protocols=(wire.JSON,)):
-        return FakeClient(self.factory, protocols)
-
-    def join(self, name="A", room="main", protocols=(wire.JSON,), **extra):
-        c = self.client(protocols)
-        msgs = c.hello(name=name, room=room, **extra)
-        assert [m["t"] for m in msgs[:2]] == ["welcome", "snapshot"], msgs
-        c.welcome = msgs[0]
-        c.you = msgs[0]["you"]
-        c.state = msgs[1]["state"]
-        return c
-
-    def tick(self, n=1):
-        """Run exactly ``n`` server ticks (to the loop's next call time, no float drift)."""
-        for _ in range(n * self.service.config.tick_spread):   # a period: every slot once
-            due = self.service._loop.call.getTime()
-            self.clock.advance(max(0.0, due - self.clock.seconds()) + 1e-9)
+Harness = InMemoryServer      # the server under test, on a task.Clock
 
 
 @pytest.fixture
