@@ -38,8 +38,13 @@ BAD_TOKEN = "bad_token"
 ROOM_FULL = "room_full"
 INTERNAL_ERROR = "internal_error"      # also a reject code: the server failed on an input
 ROOM_ENDED = "room_ended"              # a hello to a lockstep room that has ended (close 4004)
+# cluster mode (docs/SCALING.md): the room lives on another node, whose public WebSocket
+# URL the error's ``url`` gives (close 4005); or placing a new room needs Redis, which
+# cannot be reached now (close 1013, "try again later")
+MOVED = "moved"
+UNAVAILABLE = "unavailable"
 ERROR_CODES = (BAD_MESSAGE, NOT_JOINED, ALREADY_JOINED, BAD_TOKEN, ROOM_FULL, INTERNAL_ERROR,
-               "rate_limited", ROOM_ENDED)
+               "rate_limited", ROOM_ENDED, MOVED, UNAVAILABLE)
 
 # -- reject codes, v1 first, in PROTOCOL.md's order of precedence ----------------------
 BAD_SEQ = "bad_seq"
@@ -72,14 +77,17 @@ CLOSE_ENDED = 1000           # the room was ended (deleted, or its last player d
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008          # 20 bad messages within 10 s; no hello within 10 s
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013       # after error unavailable (cluster mode: Redis unreachable)
 CLOSE_TAKEN_OVER = 4000
 CLOSE_BAD_TOKEN = 4001
 CLOSE_ROOM_FULL = 4003
 CLOSE_ROOM_ENDED = 4004      # after error room_ended
+CLOSE_MOVED = 4005           # after error moved: join again at its url
 CLOSE_CODES = {"ENDED": CLOSE_ENDED, "GOING_AWAY": CLOSE_GOING_AWAY, "POLICY": CLOSE_POLICY,
                "TOO_BIG": CLOSE_TOO_BIG, "TAKEN_OVER": CLOSE_TAKEN_OVER,
                "BAD_TOKEN": CLOSE_BAD_TOKEN, "ROOM_FULL": CLOSE_ROOM_FULL,
-               "ROOM_ENDED": CLOSE_ROOM_ENDED}
+               "ROOM_ENDED": CLOSE_ROOM_ENDED, "TRY_AGAIN": CLOSE_TRY_AGAIN,
+               "MOVED": CLOSE_MOVED}
 
 # -- limits of client messages (docs/PROTOCOL.md, Transport) ------------------------------
 MAX_INT = 2 ** 53 - 1        # the largest integer a JavaScript client holds exactly

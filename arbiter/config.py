@@ -51,6 +51,17 @@ class Config:
     join_token_ttl: float = 300.0       # seconds an HTTP join token stays valid
     max_api_body: int = 16384           # bytes in one /api request body
     metrics: bool = True
+    # cluster mode (docs/SCALING.md): on when ``redis`` is set
+    redis: str = ""              # redis://HOST:PORT/DB; empty = one process, all in memory
+    public_url: str = ""         # this node's WebSocket URL as clients reach it
+    node_id: str = ""            # this node's name in Redis; random per start when empty
+    cluster_heartbeat: float = 1.0      # seconds between a node's writes to Redis
+    cluster_ttl: float = 10.0           # seconds a dead node's registration and claims live
+    redis_timeout: float = 2.0          # seconds a placement waits for Redis before giving up
+
+    @property
+    def clustered(self):
+        return bool(self.redis)
 
     def with_world(self, **changes):
         return replace(self, world=replace(self.world, **changes))
@@ -73,5 +84,22 @@ class Config:
         if self.max_connections_per_ip < 0:
             raise ValueError("max_connections_per_ip must be 0 (no cap) or more, got %r"
                              % (self.max_connections_per_ip,))
+        if self.redis:
+            if not self.secret:
+                raise ValueError("cluster mode (--redis) needs --secret: every node must sign "
+                                 "and check tokens with the same key")
+            if not self.public_url:
+                raise ValueError("cluster mode (--redis) needs --public-url, the WebSocket "
+                                 "URL clients reach this node at (ws://HOST:PORT/ws)")
+            if not self.public_url.startswith(("ws://", "wss://")):
+                raise ValueError("--public-url must be a ws:// or wss:// URL, got %r"
+                                 % (self.public_url,))
+            if not self.redis.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError("--redis must be a redis://HOST:PORT/DB URL, got %r"
+                                 % (self.redis,))
+            if not 0 < self.cluster_heartbeat < self.cluster_ttl / 2:
+                raise ValueError("cluster_heartbeat must be positive and under half of "
+                                 "cluster_ttl (%r, %r)" % (self.cluster_heartbeat,
+                                                           self.cluster_ttl))
         if not 1 <= self.world.max_cubes <= 64:
             raise ValueError("max_cubes must be in [1, 64], got %r" % (self.world.max_cubes,))

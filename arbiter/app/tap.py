@@ -47,16 +47,29 @@ CONFIG_OPTIONS = [
     ("handshake-timeout", None, "handshake_timeout",
      "seconds a new connection has to send its first HTTP request (the WebSocket "
      "upgrade, say) before it is closed"),
+    ("redis", None, "redis",
+     "cluster mode: redis://HOST:PORT/DB of the Redis every node shares (needs --secret "
+     "and --public-url; docs/SCALING.md)"),
+    ("public-url", None, "public_url",
+     "cluster mode: this node's WebSocket URL as clients reach it, ws://HOST:PORT/ws"),
+    ("node-id", None, "node_id", "cluster mode: this node's name (random when absent)"),
+    ("cluster-heartbeat", None, "cluster_heartbeat",
+     "cluster mode: seconds between this node's writes of its load and claims to Redis"),
+    ("cluster-ttl", None, "cluster_ttl",
+     "cluster mode: seconds a silent node's registration and room claims live"),
 ]
 
 
 def _default(field):
+    """The field's default; an empty string (a setting that is off) shows as no default."""
     where, _, name = field.rpartition(".")
-    return getattr(World() if where == "world" else Config(), name)
+    value = getattr(World() if where == "world" else Config(), name)
+    return None if value == "" else value
 
 
 def _kind(field):
-    kind = type(_default(field))
+    where, _, name = field.rpartition(".")
+    kind = type(getattr(World() if where == "world" else Config(), name))
     return None if kind is str else kind
 
 
@@ -75,12 +88,17 @@ class Options(usage.Options):
     ]
     optFlags = [["no-metrics", None, "do not serve /metrics"]]
 
+    def postOptions(self):
+        self.config()        # a bad combination is a usage error, before anything starts
+
     def config(self):
         world = {}
         top = {}
         for option, _, field, _ in CONFIG_OPTIONS:
             where, _, name = field.rpartition(".")
-            (world if where == "world" else top)[name] = self[option]
+            value = self[option]
+            if value is not None:
+                (world if where == "world" else top)[name] = value
         try:
             return Config(world=World(**world), secret=(self["secret"] or "").encode("utf-8"),
                           api_key=self["api-key"] or "", metrics=not self["no-metrics"], **top)

@@ -24,7 +24,7 @@ export const V1_INPUTS = Object.freeze(["move", "spawn", "delete", "order", "tag
 /** Codes of `error` messages. */
 export const ERROR_CODES = Object.freeze([
   "bad_message", "not_joined", "already_joined", "bad_token", "room_full", "internal_error",
-  "rate_limited", "room_ended",
+  "rate_limited", "room_ended", "moved", "unavailable",
 ]);
 
 /** Codes of `reject` messages: v1 first, in order of precedence, then the extensions'. */
@@ -43,10 +43,12 @@ export const CLOSE_CODES = Object.freeze({
   GOING_AWAY: 1001,
   POLICY: 1008, // 20 bad messages within 10 s; no hello within 10 s
   TOO_BIG: 1009,
+  TRY_AGAIN: 1013, // after error unavailable (cluster mode: Redis unreachable)
   TAKEN_OVER: 4000, // another connection resumed this player
   BAD_TOKEN: 4001,
   ROOM_FULL: 4003,
   ROOM_ENDED: 4004, // after error room_ended
+  MOVED: 4005, // after error moved: join again at its url
 });
 
 /** The largest integer a client message may carry (and JavaScript holds exactly): 2^53 - 1. */
