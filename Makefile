@@ -18,7 +18,7 @@ PKG_DIRS := arbiter protocols web twistd_plugins
 PIP := $(BIN)/python -m pip -qq
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test browser-deps bench clean FORCE
+.PHONY: setup run test browser-deps redis-deps bench clean FORCE
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -56,10 +56,19 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
+# redis-server (and redis-cli, which it brings) for cluster mode and its tests, from Debian.
+# The package's own start script may fail where there is no init system; the binaries are
+# installed all the same, and the tests and `make cluster` start their own server.
+redis-deps:
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null \
+	    || command -v redis-server >/dev/null 2>&1; }
+
 run: setup
 	$(BIN)/twistd -n arbiter $(ARGS)
 
-test: setup browser-deps
+test: setup browser-deps redis-deps
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: setup
