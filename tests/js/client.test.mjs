@@ -405,3 +405,148 @@ test("LockstepClient builds your game with makeGame and sends turns ahead with t
   assert.deepEqual(ws.sentOf("turn")[2], { t: "turn", turn: 3, cmds: [["v", 1, 0]], check: [1, 10], fps: 50 });
   conn.close();
 });
+
+// -- cluster redirects: error `moved` with the owner's url, then close 4005 -------------
+
+/** What the server says to a hello for a room another node owns. */
+function moved(url) {
+  return { t: "error", code: "moved", url, msg: `the room lives at ${url}` };
+}
+
+/** Record a connection's events of these types: [[type, ...args]]. */
+function record(emitter, types) {
+  const seen = [];
+  for (const t of types) emitter.on(t, (...args) => seen.push([t, ...args]));
+  return seen;
+}
+
+test("moved: the same hello goes to the url at once, over the same subprotocol, and the error stays hidden", async () => {
+  const storage = new MemoryStorage();
+  storage.setItem("arbiter.token.r1", "tok-0");
+  // A back-off of 10 s: a new socket within a tick can only be the redirect.
+  const conn = new Connection(options({ storage, backoff: { min: 10000, max: 10000 }, hello: { role: "spectator", sync: "intent" } }));
+  const seen = record(conn, ["error", "message", "redirect", "status"]);
+  const joined = conn.connect();
+  await sleep(0);
+  const ws1 = FakeSocket.last;
+  ws1.open();
+  const hello = { t: "hello", v: 1, room: "r1", role: "spectator", sync: "intent", name: "ada", token: "tok-0" };
+  assert.deepEqual(ws1.sent, [hello]);
+  ws1.receive(moved("ws://node-b:8081/ws"));
+  ws1.drop(4005);
+  await sleep(0);
+  const ws2 = FakeSocket.last;
+  assert.notEqual(ws2, ws1, "a new socket at once, no back-off");
+  assert.equal(ws2.url, "ws://node-b:8081/ws");
+  assert.deepEqual(ws2.protocols, ws1.protocols);
+  assert.equal(conn.url, "ws://node-b:8081/ws");
+  assert.equal(conn.originUrl, "ws://test/ws");
+  assert.equal(conn.attempts, 0);
+  assert.equal(conn.redirects, 1);
+  ws2.open();
+  assert.deepEqual(ws2.sent, [hello], "the same hello: room, name, role, sync, token");
+  ws2.receive(welcome());
+  assert.equal((await joined).you, "p1");
+  assert.equal(conn.status, "open");
+  assert.equal(conn.redirects, 0, "a welcome resets the hop count");
+  assert.deepEqual(seen.filter(([t]) => t === "error"), [], "moved is not an error for the application");
+  assert.ok(!seen.some(([t, m]) => t === "message" && m.t === "error"), "nor a message");
+  assert.deepEqual(seen.filter(([t]) => t === "redirect"), [
+    ["redirect", { url: "ws://node-b:8081/ws", from: "ws://test/ws", hops: 1, msg: "the room lives at ws://node-b:8081/ws" }],
+  ]);
+  const statuses = seen.filter(([t]) => t === "status").map(([, s]) => s);
+  assert.ok(!statuses.includes("reconnecting"), `4005 is no drop: ${statuses}`);
+  assert.deepEqual(statuses, ["connecting", "joining", "connecting", "joining", "open"]);
+  conn.close();
+});
+
+test("moved: three redirects in a row are followed, a fourth is the error 'too many redirects'", async () => {
+  const conn = new Connection(options());
+  const seen = record(conn, ["error", "redirect"]);
+  const joined = conn.connect();
+  const urls = ["ws://a/ws", "ws://b/ws", "ws://c/ws", "ws://d/ws"];
+  for (const url of urls) {
+    await sleep(0);
+    const ws = FakeSocket.last;
+    ws.open();
+    assert.equal(ws.sent[0].t, "hello");
+    ws.receive(moved(url));
+    ws.drop(4005);
+  }
+  await assert.rejects(joined, /too many redirects/);
+  assert.equal(conn.status, "closed");
+  const sockets = FakeSocket.all.length;
+  await sleep(30);
+  assert.equal(FakeSocket.all.length, sockets, "no further attempt: no loop");
+  assert.deepEqual(seen.filter(([t]) => t === "redirect").map(([, r]) => r.url), urls.slice(0, 3));
+  const errors = seen.filter(([t]) => t === "error").map(([, e]) => e);
+  assert.equal(errors.length, 1);
+  assert.match(errors[0].msg, /too many redirects/);
+  assert.equal(errors[0].url, "ws://d/ws");
+
+  // A later connect() is a new join attempt, from the url the connection was made with.
+  const again = conn.connect();
+  await sleep(0);
+  assert.equal(FakeSocket.last.url, "ws://test/ws");
+  FakeSocket.last.open();
+  FakeSocket.last.receive(welcome());
+  await again;
+
+  // maxRedirects: 0 follows none; a url that is not ws(s) is an error too.
+  for (const [opts, url, why] of [[{ maxRedirects: 0 }, "ws://b/ws", /too many redirects/], [{}, "http://b/", /moved without a ws/]]) {
+    const c = new Connection(options(opts));
+    const p = c.connect();
+    await sleep(0);
+    FakeSocket.last.open();
+    FakeSocket.last.receive(moved(url));
+    await assert.rejects(p, why);
+    assert.equal(c.status, "closed");
+  }
+});
+
+test("moved: a reconnection after a drop goes to the room's node, follows moved again, and back to the first url if that node is gone", async () => {
+  const client = new RealtimeClient(options({ backoff: { min: 1, max: 2 } }));
+  const redirects = record(client, ["redirect"]);
+  const joined = client.connect();
+  await sleep(0);
+  let ws = FakeSocket.last;
+  ws.open();
+  ws.receive(moved("ws://owner-1/ws"));
+  ws.drop(4005);
+  await sleep(0);
+  ws = FakeSocket.last;
+  ws.open();
+  ws.receive(welcome());
+  ws.receive(snapshot(10, 0));
+  await joined;
+  assert.equal(client.url, "ws://owner-1/ws", "RealtimeClient.url: the node it is on");
+
+  ws.drop(1006);
+  assert.equal(client.status, "reconnecting");
+  await sleep(20);
+  ws = FakeSocket.last;
+  assert.equal(ws.url, "ws://owner-1/ws", "the reconnection goes where it last joined, not to the first url");
+  ws.open();
+  assert.equal(ws.sent[0].token, "tok-1");
+  ws.receive(moved("ws://owner-2/ws")); // the room moved meanwhile
+  ws.drop(4005);
+  await sleep(0);
+  ws = FakeSocket.last;
+  assert.equal(ws.url, "ws://owner-2/ws");
+  ws.open();
+  assert.equal(ws.sent[0].token, "tok-1");
+  ws.receive(welcome());
+  assert.equal(client.status, "open");
+  assert.equal(client.url, "ws://owner-2/ws");
+  assert.deepEqual(redirects.map(([, r]) => [r.url, r.hops]), [["ws://owner-1/ws", 1], ["ws://owner-2/ws", 1]]);
+
+  // That node goes away: one attempt there, then the first url (which knows where the room is now).
+  ws.drop(1006);
+  await sleep(20);
+  ws = FakeSocket.last;
+  assert.equal(ws.url, "ws://owner-2/ws");
+  ws.drop(1006); // connection refused: never opened
+  await sleep(20);
+  assert.equal(FakeSocket.last.url, "ws://test/ws");
+  client.close();
+});

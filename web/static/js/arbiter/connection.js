@@ -2,6 +2,7 @@
 //
 // Connection knows the wire (docs/PROTOCOL.md) but no game: it opens the WebSocket
 // with the `arbiter.v1.json` or `arbiter.v1.msgpack` subprotocol, says `hello`,
+// follows a cluster's redirects (error `moved`, close 4005) to the room's node,
 // keeps the `welcome`, numbers inputs (`seq`), syncs the clock with ping/pong,
 // reconnects with the token (kept in sessionStorage) and back-off, counts bytes,
 // and can add simulated latency on send and receive. Higher layers (the
@@ -15,6 +16,10 @@ export const [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK] = SUBPROTOCOLS;
 export const CLOSE_TAKEN_OVER = CLOSE_CODES.TAKEN_OVER; // another tab resumed this player: stop
 export const CLOSE_BAD_TOKEN = CLOSE_CODES.BAD_TOKEN; // forget the token, join afresh at once
 export const CLOSE_ROOM_FULL = CLOSE_CODES.ROOM_FULL; // stop
+export const CLOSE_MOVED = CLOSE_CODES.MOVED; // after error moved: join again at its url, at once
+
+/** Redirects (`moved`) followed in a row before the join fails with "too many redirects". */
+export const MAX_REDIRECTS = 3;
 
 /** Connection states, in the order a healthy session goes through them. */
 export const Status = Object.freeze({
@@ -25,7 +30,7 @@ export const Status = Object.freeze({
   RECONNECTING: "reconnecting", // waiting for the next attempt
   TAKEN_OVER: "taken_over", // another tab resumed this player (close 4000)
   ROOM_FULL: "room_full", // close 4003
-  CLOSED: "closed", // close() was called
+  CLOSED: "closed", // close() was called, or the join failed for good (too many redirects)
 });
 
 const now = () => (globalThis.performance ? performance.now() : Date.now());
@@ -122,17 +127,25 @@ export class ClockSync {
  * encoding ("json" | "msgpack"), storage (sessionStorage; null to keep the
  * token only in memory), reconnect (true), backoff ({min: 250, max: 8000}),
  * pingInterval (1000 ms; 0 = off), latency ({send, recv, jitter} in ms),
- * hello (extra fields merged into `hello`), WebSocket (constructor).
+ * hello (extra fields merged into `hello`), WebSocket (constructor),
+ * maxRedirects (3: `moved` errors followed in a row; one more fails the join).
+ *
+ * `url` is where the connection is, or goes next: after a redirect, the node
+ * that owns the room (reconnections go there first); `originUrl` is the url
+ * it was made with.
  *
  * Events (subscribe with on(type, fn)): "status" (status, detail), "welcome"
- * (msg), "message" (msg, every message from the server), one event per message
- * type ("snapshot", "delta", "reject", "correct", "event", "pong", "error",
- * and any other `t`), "close" ({code, reason}), "send" (msg).
+ * (msg), "message" (msg, every message from the server but a followed
+ * `moved`), one event per message type ("snapshot", "delta", "reject",
+ * "correct", "event", "pong", "error", and any other `t`), "redirect" ({url,
+ * from, hops, msg}: a `moved` being followed), "close" ({code, reason}),
+ * "send" (msg).
  */
 export class Connection extends Emitter {
   constructor(options = {}) {
     super();
-    this.url = options.url ?? defaultUrl();
+    this.originUrl = options.url ?? defaultUrl();
+    this.url = this.originUrl; // where the next socket goes: the room's node after a redirect
     this.room = options.room ?? "main";
     this.name = options.name;
     this.encoding = options.encoding ?? "json";
@@ -143,6 +156,7 @@ export class Connection extends Emitter {
     this.helloExtra = options.hello ?? {};
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.latency = { send: 0, recv: 0, jitter: 0, ...(options.latency ?? {}) };
+    this.maxRedirects = options.maxRedirects ?? MAX_REDIRECTS;
 
     this.status = Status.IDLE;
     this.welcome = null; // the latest welcome message
@@ -152,6 +166,7 @@ export class Connection extends Emitter {
     this.ack = 0; // highest ack seen in welcome / snapshot / delta
     this.lastSeq = 0; // highest seq sent
     this.attempts = 0; // failed attempts since the last welcome
+    this.redirects = 0; // `moved` followed in a row since the last welcome or back-off
     this.clock = new ClockSync();
     this.bytesIn = new RateMeter();
     this.bytesOut = new RateMeter();
@@ -165,6 +180,7 @@ export class Connection extends Emitter {
     this._outQueue = []; // latency simulator: [{at, fn}] in order
     this._inQueue = [];
     this._firstWelcome = null;
+    this._reached = false; // the current socket opened (its server is up)
   }
 
   get tokenKey() {
@@ -200,6 +216,7 @@ export class Connection extends Emitter {
       this._firstWelcome.catch(() => {}); // a caller that does not await must not see an unhandled rejection
     }
     if (this.status === Status.IDLE || this.status === Status.CLOSED || this.status === Status.RECONNECTING) {
+      if (this.status !== Status.RECONNECTING) this.redirects = 0; // a new join attempt
       this._open();
     }
     return this._firstWelcome;
@@ -279,8 +296,10 @@ export class Connection extends Emitter {
     }
     ws.binaryType = "arraybuffer";
     this._ws = ws;
+    this._reached = false;
     ws.onopen = () => {
       if (this._ws !== ws) return;
+      this._reached = true;
       this._setStatus(Status.JOINING);
       const hello = { t: "hello", v: 1, room: this.room, ...this.helloExtra };
       if (this.name) hello.name = this.name;
@@ -302,7 +321,7 @@ export class Connection extends Emitter {
           console.warn("arbiter: undecodable frame from the server", err);
           return;
         }
-        this._receive(msg);
+        this._receive(msg, ws);
       });
     };
     ws.onclose = (ev) => {
@@ -318,8 +337,9 @@ export class Connection extends Emitter {
     };
   }
 
-  _receive(msg) {
+  _receive(msg, ws) {
     if (!msg || typeof msg !== "object") return;
+    if (msg.t === "error" && msg.code === "moved" && ws && this._moved(msg, ws)) return;
     switch (msg.t) {
       case "welcome":
         this.welcome = msg;
@@ -331,6 +351,7 @@ export class Connection extends Emitter {
         this.lastSeq = Math.max(this.lastSeq, this.ack);
         this.token = msg.token;
         this.attempts = 0;
+        this.redirects = 0;
         this._setStatus(Status.OPEN);
         this._startPing();
         break;
@@ -351,6 +372,39 @@ export class Connection extends Emitter {
       this._resolveWelcome(msg);
       this._resolveWelcome = this._rejectWelcome = null;
     }
+  }
+
+  /**
+   * The server says the room lives on another node (error `moved`, then close
+   * 4005): say the same hello there at once, without back-off, and without
+   * showing the error to the application (a "redirect" event instead). Past
+   * maxRedirects in a row, or without a ws(s) url, the join fails for good.
+   * Returns true when the message was taken care of (not to be emitted).
+   */
+  _moved(msg, ws) {
+    this._ws = null; // this socket is done: its close (4005) is no drop
+    this._stopPing();
+    if (ws.readyState <= 1) ws.close(1000, "moved");
+    const from = this.url;
+    const url = validWsUrl(msg.url);
+    if (!url || this.redirects >= this.maxRedirects) {
+      const why = !url
+        ? `moved without a ws:// or wss:// url (${JSON.stringify(msg.url)})`
+        : `too many redirects: ${this.redirects} followed in a row, then ${from} moved the room to ${url}`;
+      const error = { ...msg, msg: why };
+      this.url = this.originUrl; // a later connect() starts over
+      this.redirects = 0;
+      this.emit("message", error);
+      this.emit("error", error);
+      this._setStatus(Status.CLOSED, { code: CLOSE_MOVED, reason: why });
+      this._failJoin(why);
+      return true;
+    }
+    this.redirects++;
+    this.url = url;
+    this.emit("redirect", { url, from, hops: this.redirects, msg: msg.msg });
+    this._open();
+    return true;
   }
 
   _closed(info) {
@@ -374,8 +428,13 @@ export class Connection extends Emitter {
   }
 
   _scheduleRetry(info) {
+    // A node we were redirected to cannot be reached (gone, say): the next attempt
+    // asks the url we were given, which redirects to wherever the room is now.
+    if (!this._reached && this.url !== this.originUrl) this.url = this.originUrl;
+    this.redirects = 0; // after a back-off, a new join attempt
     if (!this.reconnect) {
       this._setStatus(Status.CLOSED, info);
+      this._failJoin(`connection closed (${info.code} ${info.reason ?? ""})`);
       return;
     }
     const base = Math.min(this.backoff.max, this.backoff.min * 2 ** this.attempts);
@@ -383,6 +442,14 @@ export class Connection extends Emitter {
     this.attempts++;
     this._setStatus(Status.RECONNECTING, { ...info, wait });
     this._retryTimer = setTimeout(() => this._open(), wait);
+  }
+
+  /** Reject a pending connect() (a later connect() starts a new one). */
+  _failJoin(why) {
+    if (!this._rejectWelcome) return;
+    this._rejectWelcome(new Error(why));
+    this._resolveWelcome = this._rejectWelcome = null;
+    this._firstWelcome = null;
   }
 
   _startPing() {
@@ -432,6 +499,17 @@ export class Connection extends Emitter {
       this.pump(t);
       if (t < at) this._wake(at);
     }, Math.max(0, Math.ceil(at - now())));
+  }
+}
+
+/** The url of a `moved` error if it is a ws:// or wss:// url, else null. */
+function validWsUrl(url) {
+  if (typeof url !== "string") return null;
+  try {
+    const u = new URL(url);
+    return u.protocol === "ws:" || u.protocol === "wss:" ? url : null;
+  } catch {
+    return null;
   }
 }
 

@@ -25,6 +25,8 @@ export {
   CLOSE_TAKEN_OVER,
   CLOSE_BAD_TOKEN,
   CLOSE_ROOM_FULL,
+  CLOSE_MOVED,
+  MAX_REDIRECTS,
 } from "./connection.js";
 export { RealtimeClient, MAX_MOVE_DT, MAX_ORDER_IDS, stepMove, glideMove } from "./realtime.js";
 export { LockstepClient } from "./lockstep.js";

@@ -63,6 +63,11 @@ export class LockstepClient extends Emitter {
     return this.conn.you;
   }
 
+  /** The WebSocket url the connection is on (after a cluster's redirect, the room's node). */
+  get url() {
+    return this.conn.url;
+  }
+
   get turn() {
     return this.game ? this.game.turn : 0;
   }

@@ -101,7 +101,7 @@ export class RealtimeClient extends Emitter {
     this._avatarId = null;
 
     const c = this.connection;
-    for (const t of ["status", "welcome", "message", "close", "send", "pong", "error", "event", "reject", "correct", "snapshot", "delta"]) {
+    for (const t of ["status", "welcome", "message", "close", "send", "pong", "error", "event", "reject", "correct", "snapshot", "delta", "redirect"]) {
       c.on(t, (...args) => this.emit(t, ...args));
     }
     c.on("welcome", (msg) => this._onWelcome(msg));
@@ -136,6 +136,11 @@ export class RealtimeClient extends Emitter {
 
   get status() {
     return this.connection.status;
+  }
+
+  /** The WebSocket url the connection is on (after a cluster's redirect, the room's node). */
+  get url() {
+    return this.connection.url;
   }
 
   /** The entity id (a string) of your avatar, or null. */
