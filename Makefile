@@ -1,5 +1,6 @@
 # The two commands:  make run   (server + demo on http://127.0.0.1:8080/)
 #                    make test  (the whole test suite, browser tests included)
+# and make cluster WORKERS=N: N server processes sharing a Redis (README, "cluster mode").
 #
 # Set-up runs each step only when its inputs changed, so a second `make run` starts at once:
 #   .venv/bin/python                      the venv, with a recent pip
@@ -18,7 +19,7 @@ PKG_DIRS := arbiter protocols web twistd_plugins
 PIP := $(BIN)/python -m pip -qq
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test browser-deps redis-deps bench clean FORCE
+.PHONY: setup run test browser-deps redis-deps cluster bench clean FORCE
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -67,6 +68,12 @@ redis-deps:
 
 run: setup
 	$(BIN)/twistd -n arbiter $(ARGS)
+
+# Cluster mode on this machine: WORKERS nodes (default: one per core) on ports 8080, 8081, ...
+# next to a Redis of their own. make cluster WORKERS=2 ARGS="--port 9000 -- --max-players 8"
+WORKERS ?=
+cluster: setup redis-deps
+	$(BIN)/arbiter-cluster $(if $(WORKERS),--workers $(WORKERS)) --start-redis $(ARGS)
 
 test: setup browser-deps redis-deps
 	$(BIN)/python -m pytest -q $(ARGS)
