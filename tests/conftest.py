@@ -65,3 +65,31 @@ def txaio_clock():
     txaio.config.loop = clock
     yield clock
     txaio.config.loop = old
+
+
+# Cluster mode: a real redis-server and Arbiter nodes as subprocesses (tests/cluster_support.py)
+
+@pytest.fixture
+def redis_server():
+    """Debian's redis-server on a free port of 127.0.0.1, empty, no persistence; stopped
+    (and its folder removed) after the test. See cluster_support.RedisServer."""
+    from cluster_support import RedisServer
+
+    redis = RedisServer()
+    try:
+        yield redis.start()
+    finally:
+        redis.close()
+
+
+@pytest.fixture
+def cluster(redis_server, tmp_path_factory):
+    """``cluster(n=3, **kw)``: n Arbiter nodes on ``redis_server`` with one shared secret
+    (``cluster.secret``), ready; all stopped after the test. See cluster_support.Cluster."""
+    from cluster_support import Cluster
+
+    nodes = Cluster(redis_server, log_dir=str(tmp_path_factory.mktemp("cluster")))
+    try:
+        yield nodes
+    finally:
+        nodes.close()
