@@ -10,6 +10,11 @@ client mirrors the room's state from snapshots and merge-patch deltas, numbers
 its inputs, and records what the server said (``events``, ``rejects``,
 ``corrections``, ``errors``). ``wait_for(predicate)`` fires when the predicate
 of the client becomes true after some message: tests use it instead of sleeps.
+
+In a cluster, a node that does not own the room answers ``hello`` with the error
+``moved`` (the owner's WebSocket ``url``) and closes with 4005: ``connect`` and
+``join`` say the same hello there (at most ``MAX_REDIRECTS`` in a row), and
+``client.url`` is where the client ended up, the place to resume from with its token.
 """
 
 from collections import deque
@@ -20,15 +25,25 @@ from autobahn.twisted.websocket import (
 from twisted.internet import defer
 from twisted.internet.error import TimeoutError
 
+from arbiter.codes import MOVED
 from arbiter.state import apply_merge_patch
 from protocols import wire
 
-__all__ = ["ArbiterClient", "connect", "open_socket"]
+__all__ = ["ArbiterClient", "JoinRefused", "MAX_REDIRECTS", "TooManyRedirects", "connect",
+           "join", "open_socket"]
+
+MAX_REDIRECTS = 3       # ``moved`` answers followed in a row; one more fails the join
 
 
 class ArbiterClientProtocol(WebSocketClientProtocol):
+    """The socket of an ArbiterClient; once the client has moved on (a redirect),
+    ``client`` is None and whatever the old socket still says is ignored."""
+
+    client = None
+
     def onConnect(self, response):
-        self.client.encoding = response.protocol or wire.JSON
+        if self.client is not None:
+            self.client.encoding = response.protocol or wire.JSON
 
     def onOpen(self):
         # Autobahn's client reads tcpNoDelay before its factory options apply:
@@ -36,14 +51,18 @@ class ArbiterClientProtocol(WebSocketClientProtocol):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
-        self.client._opened(self)
+        if self.client is not None:
+            self.client._opened(self)
 
     def onMessage(self, payload, isBinary):
+        if self.client is None:
+            return
         self.client.bytes_in += len(payload)
         self.client._on_message(wire.decode_server(payload, isBinary))
 
     def onClose(self, wasClean, code, reason):
-        self.client._closed(code, reason)
+        if self.client is not None:
+            self.client._closed(code, reason)
 
 
 class ArbiterClient:
@@ -54,6 +73,7 @@ class ArbiterClient:
             from twisted.internet import reactor
         self.reactor = reactor
         self.proto = None
+        self.url = None             # the socket's URL: after redirects, the room's node
         self.encoding = wire.JSON
         self.you = None
         self.token = None
@@ -71,6 +91,8 @@ class ArbiterClient:
         self.rejects = deque(maxlen=keep)
         self.corrections = deque(maxlen=keep)
         self.errors = deque(maxlen=keep)
+        self.redirects = deque(maxlen=keep)   # the ``moved`` errors followed, in order
+        self.moved = None           # this socket's ``moved`` error (not in ``errors``)
         self.bytes_in = 0
         self.updates = 0
         self.close_code = None
@@ -95,8 +117,13 @@ class ArbiterClient:
         self._check_waiters()
 
     def _on_message(self, msg):
-        self.messages.append(msg)
         t = msg.get("t")
+        if t == "error" and msg.get("code") == MOVED:
+            # a redirect, not an error: join() follows it (see ``moved``)
+            self.moved = msg
+            self._check_waiters()
+            return
+        self.messages.append(msg)
         if t == "delta":
             apply_merge_patch(self.state, msg["patch"])
             self.tick, self.ack = msg["tick"], msg["ack"]
@@ -128,8 +155,10 @@ class ArbiterClient:
     def _check_waiters(self):
         if not self._waiters:
             return
+        # a callback may add waiters (or open the next socket): those are kept as well
+        waiters, self._waiters = self._waiters, []
         keep = []
-        for predicate, d in self._waiters:
+        for predicate, d in waiters:
             if d.called:
                 continue
             try:
@@ -144,7 +173,20 @@ class ArbiterClient:
                                           % (self.close_code, self.close_reason)))
             else:
                 keep.append((predicate, d))
-        self._waiters = keep
+        self._waiters = keep + self._waiters
+
+    def _move_on(self):
+        """Leave this socket for another one (a redirect): the old one is closed and
+        ignored from now on, and the per-socket state starts afresh."""
+        old, self.proto = self.proto, None
+        if old is not None:
+            old.client = None
+            if old.state == old.STATE_OPEN:
+                old.sendClose(code=1000)
+        self.moved = None
+        self.close_code = self.close_reason = None
+        self._opened_d = defer.Deferred()
+        self.closed = defer.Deferred()
 
     # -- waiting ---------------------------------------------------------------------
     def wait_for(self, predicate, timeout=10.0):
@@ -273,24 +315,71 @@ def open_socket(url, encoding=wire.JSON, reactor=None, protocols=None, client=No
             setattr(proto, name, value)
         return proto
 
+    def failed(connector, reason):
+        if not opened.called:
+            opened.errback(ConnectionError("cannot connect to %s: %s"
+                                           % (url, reason.getErrorMessage())))
+
+    opened = client._opened_d
     factory.buildProtocol = build
+    factory.clientConnectionFailed = failed
     connectWS(factory, timeout=10)
-    return client._opened_d
+    return opened
 
 
-@defer.inlineCallbacks
 def connect(url, name=None, room="main", encoding=wire.JSON, token=None, reactor=None,
-            **hello_extra):
+            max_redirects=MAX_REDIRECTS, **hello_extra):
     """Connect, say hello, and fire with the client once the first snapshot is in
     (in a lockstep room, once ``welcome`` is in: those rooms send no snapshot).
 
-    Fails with ``JoinRefused`` if the server answers the hello with an error."""
-    client = yield open_socket(url, encoding, reactor)
-    client.hello(name=name, room=room, token=token, **hello_extra)
-    yield client.wait_for(lambda c: c.joined or c.errors)
-    if not client.joined:
-        raise JoinRefused(client.errors[-1]["code"], client.errors[-1]["msg"], client)
-    return client
+    A ``moved`` answer (cluster mode) is followed: the same hello goes to its URL,
+    at most ``max_redirects`` times in a row; ``client.url`` is where it joined.
+    Fails with ``JoinRefused`` if the server answers the hello with an error
+    (``TooManyRedirects`` past the redirects), ``ConnectionError`` if a server
+    cannot be reached or closes first."""
+    hello = dict(hello_extra, name=name, room=room, token=token)
+    return join(ArbiterClient(reactor), url, hello, encoding, max_redirects=max_redirects)
+
+
+@defer.inlineCallbacks
+def join(client, url, hello, encoding=wire.JSON, max_redirects=MAX_REDIRECTS, opener=None,
+         timeout=10.0):
+    """Open ``client``'s socket to ``url``, say ``hello`` (the keyword arguments of
+    ``ArbiterClient.hello``), follow ``moved`` answers, and fire with the client once
+    joined (as ``connect``). ``opener(client, url, encoding)`` opens a socket for the
+    client (default: ``open_socket`` with the client's own protocol); ``timeout``
+    bounds each wait for the server's answer."""
+    if opener is None:
+        def opener(client, url, encoding):
+            return open_socket(url, encoding, client=client)
+    hops = 0
+    while True:
+        client.url = url
+        try:
+            yield opener(client, url, encoding)
+        except ConnectionError as e:
+            if not hops:
+                raise
+            raise ConnectionError("%s (redirected there by %s)" % (e, client.redirects[-1]["from"]))
+        client.hello(**hello)
+        yield client.wait_for(lambda c: c.joined or c.errors or c.moved is not None, timeout)
+        if client.joined:
+            return client
+        if client.moved is None:
+            err = client.errors[-1]
+            raise JoinRefused(err["code"], err["msg"], client)
+        target = client.moved.get("url")
+        if not isinstance(target, str) or not target.startswith(("ws://", "wss://")):
+            raise JoinRefused(MOVED, "moved without a ws:// or wss:// url (%r)" % (target,),
+                              client)
+        if hops >= max_redirects:
+            raise TooManyRedirects(
+                "too many redirects: %d followed in a row, then %s moved the room to %s"
+                % (hops, url, target), client)
+        hops += 1
+        client.redirects.append(dict(client.moved, **{"from": url}))
+        client._move_on()
+        url = target
 
 
 class JoinRefused(Exception):
@@ -298,3 +387,10 @@ class JoinRefused(Exception):
         super().__init__("%s: %s" % (code, msg))
         self.code = code
         self.client = client
+
+
+class TooManyRedirects(JoinRefused):
+    """More ``moved`` answers in a row than a join follows (code ``moved``)."""
+
+    def __init__(self, msg, client):
+        super().__init__(MOVED, msg, client)
