@@ -7,14 +7,20 @@ tests/conftest.py, or another Redirector). The JS client's cases are in
 tests/js/client.test.mjs (a fake WebSocket).
 """
 
+import json
+import os
+import sys
+
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet import protocol, reactor
+from twisted.internet import protocol, reactor, utils
 
 from arbiter import codes
 from protocols import wire
 from protocols.client import JoinRefused, TooManyRedirects, connect
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class RedirectProtocol(WebSocketServerProtocol):
@@ -169,3 +175,46 @@ def test_python_client_refuses_a_moved_without_a_ws_url(redirector):
     with pytest.raises(JoinRefused) as info:
         yield bounded(connect(entry.url, room="r1"))
     assert info.value.code == codes.MOVED and "ws://" in str(info.value)
+
+
+# -- the load generator -------------------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+@pytest_twisted.inlineCallbacks
+def test_loadtest_bots_follow_moved(make_server, redirector, encoding):
+    """arbiter-loadtest pointed at a node that owns no room: every bot follows moved and
+    is welcomed by the real server (``nodes``), plays there, and counts no error."""
+    server = make_server()
+    entry = redirector(server.url)
+    out, err, code = yield bounded(utils.getProcessOutputAndValue(
+        sys.executable,
+        ["-m", "arbiter.tools.loadtest", "--url", entry.url, "-n", "4", "-r", "2",
+         "--encoding", encoding, "--warmup", "0.5", "--duration", "1", "--grace", "0.2",
+         "--join-timeout", "10", "-q"],
+        env=os.environ, path=ROOT), 60)
+    assert code == 0, err.decode()
+    r = json.loads(out.decode().strip().splitlines()[-1])
+    assert r["connected"] == 4 and r["failed"] == 0 and r["dropped"] == 0
+    assert r["redirects"] == 4
+    assert r["nodes"] == {server.url: 4}
+    assert r["rooms"] == 2 and r["errors"] == {} and r["rejects"] == {}
+    assert r["acks"] > 0
+    assert sorted((h["room"], h["name"]) for h in entry.hellos) == [
+        ("cubes-0", "bot-0"), ("cubes-0", "bot-1"), ("cubes-1", "bot-2"), ("cubes-1", "bot-3")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_loadtest_reports_a_redirect_loop(redirector):
+    """Two nodes sending each other's URL: the bots give up ("too many redirects"), and the
+    run ends with that message and status 1."""
+    a = redirector(None)
+    b = redirector(a.url)
+    a.factory.target = b.url
+    out, err, code = yield bounded(utils.getProcessOutputAndValue(
+        sys.executable,
+        ["-m", "arbiter.tools.loadtest", "--url", a.url, "-n", "2", "--warmup", "0",
+         "--duration", "1", "--join-timeout", "10", "-q"],
+        env=os.environ, path=ROOT), 60)
+    assert code == 1 and out == b""
+    assert "no bot joined" in err.decode() and "too many redirects" in err.decode()
+    assert a.connections + b.connections == 2 * 4       # four hellos per bot, no more

@@ -3,6 +3,7 @@
 import collections
 import time
 
+from arbiter.codes import MOVED
 from arbiter.state import apply_merge_patch
 from protocols import wire
 from protocols.client import ArbiterClient
@@ -60,7 +61,7 @@ class Bot(ArbiterClient):
                 self._acked(self.ack)
         elif t == "reject":
             self.test.rejects[msg.get("code")] += 1
-        elif t == "error":
+        elif t == "error" and msg.get("code") != MOVED:     # a redirect is no error
             self.test.errors[msg.get("code")] += 1
 
     def _acked(self, ack):

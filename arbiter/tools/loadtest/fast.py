@@ -90,6 +90,8 @@ class BotProtocol(ArbiterClientProtocol):
 
     def onMessage(self, payload, isBinary):
         client = self.client
+        if client is None:          # a socket the bot left (a redirect)
+            return
         if client.skim:
             ack = peek_ack(payload, isBinary)
             if ack is not None:
@@ -106,6 +108,7 @@ class BotProtocol(ArbiterClientProtocol):
 
 
 def _open(client, url, encoding, fast=True):
-    """protocols.client.open_socket for an existing bot, speaking BotProtocol."""
+    """protocols.client.open_socket for an existing bot, speaking BotProtocol (also
+    for each redirect ``protocols.client.join`` follows)."""
     return open_socket(url, encoding, client=client, protocol=BotProtocol, fast=fast)
 

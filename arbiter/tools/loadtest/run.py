@@ -9,6 +9,7 @@ import time
 from twisted.internet import defer, task
 
 from protocols import wire
+from protocols.client import join
 from arbiter.tools.loadtest.bot import Bot
 from arbiter.tools.loadtest.fast import _open
 from arbiter.tools.loadtest.stats import ProcSampler, _r, cpu_times, len_msgs, percentile
@@ -30,6 +31,7 @@ class LoadTest:
         self.encoding = ENCODINGS[opts.encoding]
         self.bots = []
         self.failed = 0
+        self.last_failure = None
         self.closed_early = 0
         self.latencies = []
         self.measuring = False
@@ -64,7 +66,8 @@ class LoadTest:
             result["join_s"] = round(time.monotonic() - self.t0, 2)
             live = [b for b in self.bots if b.joined and b.close_code is None]
             if not live:
-                raise RuntimeError("no bot joined (failed: %d)" % self.failed)
+                raise RuntimeError("no bot joined (failed: %d%s)" % (
+                    self.failed, "; last: %s" % self.last_failure if self.last_failure else ""))
             self.phase = "spawning"
             yield self.spawn_all(live)
             self.phase = "warm-up"
@@ -108,17 +111,19 @@ class LoadTest:
     def join_one(self, i, room):
         bot = Bot(self, i, self.reactor)
         self.bots.append(bot)
+        fast = not self.o.autobahn_framing
+        hello = {"name": "bot-%d" % i, "room": room}
+        if self.o.sync != "state":
+            hello["sync"] = self.o.sync
         try:
-            yield _open(bot, self.o.url, self.encoding, fast=not self.o.autobahn_framing)
-            extra = {"sync": self.o.sync} if self.o.sync != "state" else {}
-            bot.hello(name="bot-%d" % i, room=room, **extra)
-            yield bot.wait_for(lambda c: c.joined or c.errors, timeout=self.o.join_timeout)
-            if not bot.joined:
-                raise RuntimeError(bot.errors[-1]["code"])
+            # join follows a cluster's redirects (error moved) to the room's node
+            yield join(bot, self.o.url, hello, self.encoding, timeout=self.o.join_timeout,
+                       opener=lambda client, url, encoding: _open(client, url, encoding, fast))
             if bot.world:
                 self.half = bot.world["size"] / 2.0
-        except Exception:
+        except Exception as e:
             self.failed += 1
+            self.last_failure = str(e) or type(e).__name__
             if bot.proto is not None:
                 bot.drop()
 
@@ -161,6 +166,8 @@ class LoadTest:
             "failed": self.failed,
             "dropped": n - connected,
             "rooms": len({x.room for x in live}),
+            "redirects": sum(len(x.redirects) for x in self.bots),
+            "nodes": dict(collections.Counter(x.url for x in live)),
             "window_s": round(wall, 3),
             "cpu": None if a["server_cpu"] is None else
             round((b["server_cpu"] - a["server_cpu"]) / wall, 4),
