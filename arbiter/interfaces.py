@@ -1,5 +1,7 @@
 """The contracts between the layers, as zope.interface interfaces.
 
+``IDirectory``: where rooms live when the server is one node of a cluster
+(``arbiter.app.cluster.RedisDirectory``; absent in one process).
 ``IOutbox``: what rooms and the service call on the network edge (the
 ``protocols.factory.ArbiterFactory`` in a server, ``protocols.testing.RecordingOutbox``
 in tests). ``IRoom``: what the service, the HTTP API and the edge call on a room
@@ -37,6 +39,49 @@ class IOutbox(Interface):
 
     def after_tick():
         """Called by the service after each tick (resume connections paused for flooding)."""
+
+
+class DirectoryUnavailable(Exception):
+    """The directory (Redis) cannot be reached or did not answer in time."""
+
+
+class IDirectory(Interface):
+    """Rooms spread over nodes: placement, claims and routing (docs/SCALING.md).
+
+    Every method that needs the shared store returns a Deferred and fails with
+    :class:`DirectoryUnavailable` when the store cannot answer; nothing in a
+    tick ever waits for one.
+    """
+
+    node_id = Attribute("this node's name")
+    public_url = Attribute("this node's WebSocket URL as clients reach it")
+
+    def place(name, create=True):
+        """Where room ``name`` lives: fires with None when it is this node's to host
+        (claimed for it now if nobody owned it and ``create``), with the owner's public
+        URL when another node owns it, and with ``False`` when nobody owns it and
+        ``create`` is false."""
+
+    def room_opened(room):
+        """A room was created on this node (it holds the room's claim)."""
+
+    def room_closed(room):
+        """A room of this node closed or ended: give its claim up."""
+
+    def list_rooms():
+        """Fires with (rooms, complete): every node's rooms as ``describe()`` maps with
+        ``node`` and ``ws_url``; ``complete`` is False when only this node's could be
+        read (Redis away)."""
+
+    def create(room_id, mode, options):
+        """Place a new API room on the least-loaded node and create it there: fires with
+        the room's ``describe()`` map (with ``node`` and ``ws_url``); fails with
+        ``arbiter.service.Refused`` (``room_exists``) or DirectoryUnavailable."""
+
+    def at_owner(room_id, op, args):
+        """Run the service's API operation ``op`` (``ArbiterService.API_OPS``) on the
+        node that owns ``room_id``: fires with its result map (with ``node`` and
+        ``ws_url``); fails with ``Refused`` (``unknown_room``...) or DirectoryUnavailable."""
 
 
 class IRoom(Interface):

@@ -21,13 +21,22 @@ SPAWN_DELETE = (10, 10)
 
 
 class JoinError(Exception):
-    """A ``hello`` that cannot be honoured: the error code, a message, the close code."""
+    """A ``hello`` that cannot be honoured: the error code, a message, the close code
+    (and for ``moved``, the owner's ``url``)."""
 
-    def __init__(self, code, msg, close_code=None):
+    def __init__(self, code, msg, close_code=None, url=None):
         super().__init__(msg)
         self.code = code
         self.msg = msg
         self.close_code = close_code
+        self.url = url
+
+    def wire(self):
+        """The ``error`` message that tells the client."""
+        msg = {"t": "error", "code": self.code, "msg": self.msg}
+        if self.url is not None:
+            msg["url"] = self.url
+        return msg
 
 
 class Player:

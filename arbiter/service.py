@@ -16,20 +16,27 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from arbiter.config import Config
+from arbiter.interfaces import DirectoryUnavailable
 from arbiter.games.cubes import CubeGame
 from arbiter.ids import PlayerIds
 from arbiter.quietlog import QuietLog
 from arbiter import codes, phases
 from arbiter.lockstep import LockstepRoom
 from arbiter.room import JoinError, RealtimeRoom, RoomRegistry
+from arbiter.phases import ENDED
 from arbiter.schema import Schema
 from arbiter.tokens import BadToken, Signer
 
 log = Logger()
 
 
+UNKNOWN_ROOM = "unknown_room"
+ROOM_EXISTS = "room_exists"
+
+
 class Refused(Exception):
-    """Admission refused: ``code`` (``room_ended``, ``room_full``) and a message."""
+    """An API operation refused: ``code`` (``room_ended``, ``room_full``,
+    ``unknown_room``, ``room_exists``) and a message."""
 
     def __init__(self, code, msg):
         super().__init__(msg)
@@ -55,6 +62,7 @@ class ArbiterService(Service):
         self.signer = Signer(self.config.secret)
         self.rooms = RoomRegistry()
         self.outbox = None
+        self.directory = None        # an IDirectory in cluster mode (arbiter/app/cluster.py)
         self.metrics = metrics
         self.room_factories = {"realtime": self._make_realtime, "lockstep": self._make_lockstep}
         # what this server's clients may send: its game's inputs, its room kinds' messages
@@ -132,7 +140,7 @@ class ArbiterService(Service):
                 # A bug in one room's game must not stop the others, nor the loop.
                 self.failures.failure(room.name, "tick of room {room} failed", room=room.name)
             if room.empty and not room.persistent:
-                self.rooms.discard(room)
+                self._forget(room)
                 log.info("room {room} closed (empty)", room=room.name)
         self.ticks += 1
         if self.outbox is not None:
@@ -162,13 +170,81 @@ class ArbiterService(Service):
         room.persistent = persistent
         if lobby is not None:
             phases.enter_setup(room, *lobby)
-        return self.rooms.add(room)
+        self.rooms.add(room)
+        if self.directory is not None:
+            self.directory.room_opened(room)
+        return room
+
+    def _forget(self, room):
+        if self.rooms.get(room.name) is room:
+            self.rooms.discard(room)
+            if self.directory is not None:
+                self.directory.room_closed(room)
 
     def end_room(self, room, reason):
         """End ``room`` (phase ``ended``, every connection closed) and forget it."""
         room.end(reason)
-        self.rooms.discard(room)
+        self._forget(room)
         log.info("room {room} ended: {reason}", room=room.name, reason=reason)
+
+    def evict(self, room, url):
+        """Cluster mode: another node holds ``room``'s claim (docs/SCALING.md, twins).
+        This node's copy is given up: its players get ``moved`` to ``url``, the
+        owner's address, and close 4005; their clients join the owner's room."""
+        moved = JoinError(codes.MOVED, "room %s now lives on another node; join it at %s"
+                          % (json.dumps(room.name), url), codes.CLOSE_MOVED, url=url)
+        room.phase = ENDED
+        for player in list(room.players.values()):
+            if player.connected:
+                self.outbox.send(player, moved.wire())
+                self.outbox.close(player, codes.CLOSE_MOVED, "room moved to %s" % url)
+        self.rooms.discard(room)
+        log.warn("room {room} is owned by another node now ({url}): this node's copy is "
+                 "given up", room=room.name, url=url)
+
+    # -- the API's operations (web/api.py; in cluster mode run on the owning node) ----
+    API_OPS = ("show", "join", "delete")
+
+    def room_info(self, room):
+        """The room as GET /api/rooms/{id} shows it (without URLs)."""
+        out = room.describe()
+        lobby = room.lobby
+        if lobby is not None:
+            setup = lobby.wire()
+            out["config"] = setup["config"]
+            out["min_players"] = setup["min_players"]
+            out["members"] = setup["players"]
+        return out
+
+    def api_create(self, room_id, mode, options):
+        """POST /api/rooms with its body checked (web/api.py): a persistent room.
+        ``options`` is JSON-able (it may have crossed Redis): ``lobby`` is
+        [config, min_players]. Raises Refused(room_exists)."""
+        if self.rooms.get(room_id) is not None:
+            raise Refused(ROOM_EXISTS, "a room with id %s exists already" % json.dumps(room_id))
+        options = dict(options)
+        lobby = options.pop("lobby", None)
+        room = self.create_room(room_id, mode, persistent=True, lobby=lobby, **options)
+        log.info("room {room} ({mode}) created through the API", room=room_id, mode=mode)
+        return self.room_info(room)
+
+    def api_op(self, op, room_id, args):
+        """One of API_OPS on room ``room_id``: ``show``; ``delete``; ``join`` with
+        ``args`` {name, role} (a signed join token). Raises Refused."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            raise Refused(UNKNOWN_ROOM, "no room with id %s" % json.dumps(room_id))
+        if op == "show":
+            return self.room_info(room)
+        if op == "delete":
+            self.end_room(room, "deleted through the API")
+            return {"id": room.name, "phase": ENDED}
+        if op == "join":
+            name = args["name"]
+            token, pid, role, expires = self.admit(room, name, args["role"])
+            return {"token": token, "player": pid, "name": name, "role": role,
+                    "room": room_id, "expires": expires, "ttl": self.config.join_token_ttl}
+        raise ValueError("unknown API operation %r" % (op,))
 
     def admit(self, room, name, role):
         """A signed join token for a new player of ``room`` (docs/HTTP.md): returns
@@ -192,9 +268,35 @@ class ArbiterService(Service):
     def join(self, hello):
         """Honour a validated ``hello``: returns (room, player, taken_over).
 
-        A new realtime room is created on first use. Raises JoinError."""
+        A new realtime room is created on first use. Raises JoinError. In cluster
+        mode, a hello for a room this node does not have returns a Deferred instead:
+        the directory finds (or claims) the room's node, and the Deferred fires with
+        the same triple or fails with JoinError (``moved`` to the owner's URL, or
+        ``unavailable`` while Redis cannot be reached)."""
         name = hello["room"]
         room = self.rooms.get(name)
+        if room is None and self.directory is not None:
+            d = self.directory.place(name, create=hello.get("token") is None)
+            d.addCallbacks(self._placed, self._not_placed, callbackArgs=(hello,),
+                           errbackArgs=(name,))
+            return d
+        return self._join_here(hello, room)
+
+    def _placed(self, owner, hello):
+        name = hello["room"]
+        if isinstance(owner, str):
+            raise JoinError(codes.MOVED, "room %s lives on another node: join it at %s"
+                            % (json.dumps(name), owner), codes.CLOSE_MOVED, url=owner)
+        return self._join_here(hello, self.rooms.get(name))
+
+    def _not_placed(self, failure, name):
+        failure.trap(DirectoryUnavailable)
+        raise JoinError(codes.UNAVAILABLE, "room %s cannot be placed now: %s; try again "
+                        "later" % (json.dumps(name), failure.getErrorMessage()),
+                        codes.CLOSE_TRY_AGAIN)
+
+    def _join_here(self, hello, room):
+        name = hello["room"]
         if room is not None:
             room.now = self.clock.seconds()
         token = hello.get("token")

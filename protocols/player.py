@@ -4,6 +4,7 @@ import struct
 from collections import deque
 
 from autobahn.twisted.websocket import ConnectionDeny, WebSocketServerProtocol
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
@@ -20,6 +21,7 @@ log = Logger()
 
 BAD_MESSAGE_LIMIT = 20       # the 20th bad_message within the window closes with 1008
 BAD_MESSAGE_WINDOW = 10.0
+MAX_WHILE_JOINING = 64       # messages kept while a hello waits for Redis (cluster mode)
 
 
 class _AutobahnLog:
@@ -86,6 +88,7 @@ class PlayerProtocol(WebSocketServerProtocol):
         self._pings = None           # TokenBucket shared by application and WebSocket pings
         self._ping_limited = False   # told rate_limited in this burst of pings
         self._hello_call = None      # the hello deadline (Config.hello_timeout)
+        self._joining = None         # messages that came while a hello waits for Redis
 
     # -- handshake -----------------------------------------------------------
     def onConnect(self, request):
@@ -222,6 +225,14 @@ class PlayerProtocol(WebSocketServerProtocol):
 
     # -- receiving -------------------------------------------------------------------
     def onMessage(self, payload, isBinary):
+        if self._joining is not None:
+            # a hello is being placed (cluster mode): keep what follows it, in order,
+            # and stop reading until the hello is answered
+            if len(self._joining) >= MAX_WHILE_JOINING:
+                self.close_with(codes.CLOSE_POLICY, "too many messages before welcome")
+                return
+            self._joining.append((payload, isBinary))
+            return
         try:
             schema = self.factory.service.schema
             raw = wire.parse(payload, isBinary, self.encoding)
@@ -281,12 +292,50 @@ class PlayerProtocol(WebSocketServerProtocol):
 
     def _hello(self, msg):
         try:
-            room, player, _ = self.factory.service.join(msg)
+            joined = self.factory.service.join(msg)
         except JoinError as e:
-            self.send_error(e.code, e.msg)
-            if e.close_code:
-                self.close_with(e.close_code, e.msg)
+            self._refused(e)
             return
+        if isinstance(joined, Deferred):
+            # cluster mode: the room's node is being found in Redis
+            self._joining = []
+            self.transport.pauseProducing()
+            joined.addCallbacks(self._placed, self._placement_failed)
+            return
+        self._joined(*joined)
+
+    def _refused(self, e):
+        self.send_msg(e.wire())
+        if e.close_code:
+            self.close_with(e.close_code, e.msg)
+
+    def _placed(self, joined):
+        waiting, self._joining = self._joining, None
+        room, player, _ = joined
+        if self._gone:
+            # closed while Redis answered: the player leaves as a dropped one
+            room.disconnect(player)
+            return
+        self._joined(room, player, _)
+        self.transport.resumeProducing()
+        for payload, is_binary in waiting:
+            if self._gone or self.player is None:
+                break
+            self.onMessage(payload, is_binary)
+
+    def _placement_failed(self, failure):
+        self._joining = None
+        if self._gone:
+            return
+        self.transport.resumeProducing()      # the closing handshake reads the answer
+        if failure.check(JoinError):
+            self._refused(failure.value)
+            return
+        self.quiet_log().failure("internal_error", "{peer}: placing its hello failed",
+                                 failure=failure, peer=self.peer)
+        self.send_error(codes.INTERNAL_ERROR, "the server failed on this hello")
+
+    def _joined(self, room, player, _taken_over):
         self.room = room
         self.player = player
         self._stop_hello_deadline()

@@ -810,13 +810,17 @@ def test_daemon_options_reach_the_config():
 
 
 def test_bad_options_are_usage_errors():
-    """A send rate that does not divide the tick rate is refused at start."""
+    """A send rate that does not divide the tick rate, or cluster mode without a shared
+    secret, is refused while the options are read, before anything starts."""
     from twisted.python import usage
     from arbiter.app.tap import Options
-    o = Options()
-    o.parseOptions(["--tick-rate", "20", "--send-rate", "15"])
-    with pytest.raises(usage.UsageError):
-        o.config()
+    with pytest.raises(usage.UsageError, match="send_rate must divide"):
+        Options().parseOptions(["--tick-rate", "20", "--send-rate", "15"])
+    with pytest.raises(usage.UsageError, match="needs --secret"):
+        Options().parseOptions(["--redis", "redis://127.0.0.1:6379/0",
+                                "--public-url", "ws://127.0.0.1:8080/ws"])
+    with pytest.raises(usage.UsageError, match="needs --public-url"):
+        Options().parseOptions(["--redis", "redis://127.0.0.1:6379/0", "--secret", "s"])
 
 
 def test_spread_ticks_every_room_once_per_period(txaio_clock):

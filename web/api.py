@@ -17,18 +17,21 @@ import math
 import os
 import uuid
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web import resource
+from twisted.web import resource, server
 
 from arbiter import codes, phases
+from arbiter.interfaces import DirectoryUnavailable
 from arbiter.schema import ROOM_RE, WireError
-from arbiter.service import Refused
+from arbiter.service import ROOM_EXISTS, UNKNOWN_ROOM, Refused
 
 log = Logger()
 
 MODES = ("realtime", "lockstep")
 MAX_ROOM_PLAYERS = 64
-REFUSED_STATUS = {codes.ROOM_ENDED: 410, codes.ROOM_FULL: 409}
+REFUSED_STATUS = {codes.ROOM_ENDED: 410, codes.ROOM_FULL: 409, UNKNOWN_ROOM: 404,
+                  ROOM_EXISTS: 409}
 
 
 class ApiError(Exception):
@@ -105,15 +108,39 @@ class ApiResource(resource.Resource):
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
         try:
-            status, body = self._route(request)
-        except ApiError as e:
-            status, body = e.status, {"error": e.code, "message": e.message}
+            answer = self._route(request)
+        except Exception as e:
+            return self._respond(request, self._failed(e, request))
+        if not isinstance(answer, Deferred):
+            return self._respond(request, answer)
+        # cluster mode: the answer comes from Redis or the owning node
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def done(answer):
+            if not gone:
+                request.write(self._respond(request, answer))
+                request.finish()
+
+        answer.addErrback(lambda f: self._failed(f.value, request)).addCallback(done)
+        return server.NOT_DONE_YET
+
+    def _failed(self, e, request):
+        if isinstance(e, Refused):
+            e = ApiError(REFUSED_STATUS.get(e.code, 409), e.code, e.msg)
+        elif isinstance(e, DirectoryUnavailable):
+            e = ApiError(503, codes.UNAVAILABLE, "the cluster cannot do this now: %s" % e,
+                         {b"retry-after": b"1"})
+        if isinstance(e, ApiError):
             for k, v in e.headers.items():
                 request.setHeader(k, v)
-        except Exception:
-            log.failure("API request failed: {method} {uri}", method=request.method,
-                        uri=request.uri)
-            status, body = 500, {"error": "internal", "message": "internal server error"}
+            return e.status, {"error": e.code, "message": e.message}
+        log.failure("API request failed: {method} {uri}", method=request.method,
+                    uri=request.uri)
+        return 500, {"error": "internal", "message": "internal server error"}
+
+    def _respond(self, request, answer):
+        status, body = answer
         request.setResponseCode(status)
         if request.method == b"HEAD":
             return b""
@@ -134,24 +161,47 @@ class ApiResource(resource.Resource):
         if len(path) == 1:
             self._allow(method, ("GET", "POST"))
             if method == "GET":
-                rooms = sorted((r.describe() for r in self.service.rooms), key=lambda d: d["id"])
-                return 200, {"rooms": rooms}
+                return self._list()
             return self._create(request)
-        room = self.service.rooms.get(path[1])
+        room_id = path[1]
         if len(path) == 3:
             if path[2] != "join":
                 raise ApiError(404, "not_found", "no API resource at %s"
                                % request.path.decode("utf-8", "replace"))
             self._allow(method, ("POST",))
-            return self._join(request, path[1], room)
+            return self._join(request, room_id)
         self._allow(method, ("GET", "DELETE"))
         if method == "DELETE":
             self._authorize(request)
-        if room is None:
-            raise ApiError(404, "unknown_room", "no room with id %s" % _show(path[1]))
-        if method == "GET":
-            return 200, self._show_room(room, request)
-        return self._delete(room)
+            return self._at_owner(request, "delete", room_id, {}, 200, urls=False)
+        return self._at_owner(request, "show", room_id, {}, 200)
+
+    # -- one node, or the whole cluster ---------------------------------------------------
+    def _list(self):
+        directory = self.service.directory
+        if directory is None:
+            rooms = [r.describe() for r in self.service.rooms]
+            return 200, {"rooms": sorted(rooms, key=lambda d: d["id"])}
+        def answer(listed):
+            rooms, complete = listed
+            out = {"rooms": sorted(rooms, key=lambda d: d["id"])}
+            if not complete:
+                out["complete"] = False      # Redis is away: this node's rooms only
+            return 200, out
+        return directory.list_rooms().addCallback(answer)
+
+    def _at_owner(self, request, op, room_id, args, status, urls=True):
+        """Run the service's ``op`` on the room's node: here, or through the directory."""
+        def answer(out):
+            if urls:
+                out.update(self._urls(request, room_id, out.pop("ws_url", None)))
+            else:
+                out.pop("ws_url", None)
+            return status, out
+        directory = self.service.directory
+        if directory is None:
+            return answer(self.service.api_op(op, room_id, args))
+        return directory.at_owner(room_id, op, args).addCallback(answer)
 
     def _allow(self, method, allowed):
         if method not in allowed:
@@ -197,13 +247,15 @@ class ApiResource(resource.Resource):
                            % type(body).__name__)
         return body
 
-    def _urls(self, request, room_id):
+    def _urls(self, request, room_id, ws_url=None):
+        """The room's URLs; ``ws_url`` is the owning node's in cluster mode, else the
+        socket of the host the request reached."""
         host = (_header(request, b"host") or "127.0.0.1").strip()
         secure = request.isSecure()
         return {"url": "/api/rooms/%s" % room_id,
                 "join_url": "%s://%s/api/rooms/%s/join" % ("https" if secure else "http", host,
                                                            room_id),
-                "ws_url": "%s://%s/ws" % ("wss" if secure else "ws", host)}
+                "ws_url": ws_url or "%s://%s/ws" % ("wss" if secure else "ws", host)}
 
     # -- the resources ----------------------------------------------------------------
     def _create(self, request):
@@ -221,9 +273,6 @@ class ApiResource(resource.Resource):
             room_id = "r" + os.urandom(5).hex()
         elif not isinstance(room_id, str) or not ROOM_RE.match(room_id):
             raise _bad("id", room_id, "1-64 characters of [A-Za-z0-9_-]")
-        if self.service.rooms.get(room_id) is not None:
-            raise ApiError(409, "room_exists", "a room with id %s exists already"
-                           % _show(room_id))
         max_players = _int(body, "max_players", 1, MAX_ROOM_PLAYERS)
         min_players = _int(body, "min_players", 1,
                            max_players or self.config.world.max_players, 1)
@@ -266,47 +315,34 @@ class ApiResource(resource.Resource):
             if not isinstance(setup, bool):
                 raise _bad("setup", setup, "true or false")
         if mode == "realtime" and body.get("setup", False):
-            options["lobby"] = (config, min_players)
-        room = self.service.create_room(room_id, mode, persistent=True, **options)
-        log.info("room {room} ({mode}) created through the API", room=room_id, mode=mode)
-        out = self._show_room(room, request)
-        request.setHeader(b"location", out["url"].encode("utf-8"))
-        return 201, out
+            options["lobby"] = [config, min_players]
 
-    def _show_room(self, room, request):
-        out = room.describe()
-        out.update(self._urls(request, room.name))
-        lobby = room.lobby
-        if lobby is not None:
-            setup = lobby.wire()
-            out["config"] = setup["config"]
-            out["min_players"] = setup["min_players"]
-            out["members"] = setup["players"]
-        return out
+        def created(out):
+            out.update(self._urls(request, room_id, out.pop("ws_url", None)))
+            request.setHeader(b"location", out["url"].encode("utf-8"))
+            return 201, out
+        directory = self.service.directory
+        if directory is None:
+            return created(self.service.api_create(room_id, mode, options))
+        return directory.create(room_id, mode, options).addCallback(created)
 
-    def _delete(self, room):
-        self.service.end_room(room, "deleted through the API")
-        log.info("room {room} deleted through the API", room=room.name)
-        return 200, {"id": room.name, "phase": phases.ENDED}
-
-    def _join(self, request, room_id, room):
+    def _join(self, request, room_id):
         body = self._body(request)
         unknown = sorted(set(body) - JOIN_FIELDS)
         if unknown:
             raise _bad(unknown[0], body[unknown[0]], "no such field (known: name, role)")
-        if room is None:
-            raise ApiError(404, "unknown_room", "no room with id %s" % _show(room_id))
         name = _name(body)
         role = body.get("role", "player")
         if role not in ("player", "spectator"):
             raise _bad("role", role, "'player' or 'spectator'")
         if name is None:
             name = "guest-" + uuid.uuid4().hex[:8]
-        try:
-            token, pid, role, expires = self.service.admit(room, name, role)
-        except Refused as e:
-            raise ApiError(REFUSED_STATUS[e.code], e.code, e.msg)
-        out = {"token": token, "player": pid, "name": name, "role": role, "room": room_id,
-               "expires": expires, "ttl": self.config.join_token_ttl}
-        out["ws_url"] = self._urls(request, room_id)["ws_url"]
-        return 200, out
+
+        def answer(out):
+            out["ws_url"] = self._urls(request, room_id, out.get("ws_url"))["ws_url"]
+            return 200, out
+        directory = self.service.directory
+        if directory is None:
+            return answer(self.service.api_op("join", room_id, {"name": name, "role": role}))
+        return directory.at_owner(room_id, "join", {"name": name, "role": role}
+                                  ).addCallback(answer)

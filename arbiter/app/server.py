@@ -19,6 +19,9 @@ def build(config=None, clock=None, game_factory=None, static_dir=None, monotonic
         kwargs["monotonic"] = monotonic
     service = ArbiterService(config, clock=clock, metrics=Metrics() if config.metrics else None,
                              **kwargs)
+    if config.clustered:
+        from arbiter.app.cluster import RedisDirectory
+        RedisDirectory(service, reactor=clock)      # sets service.directory
     factory = ArbiterFactory(service)
     site = build_site(service, factory, **({"static_dir": static_dir} if static_dir else {}))
     return service, factory, site

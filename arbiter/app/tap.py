@@ -116,6 +116,8 @@ def makeService(options):
     arbiter, factory, site = options.build()
     top = service.MultiService()
     arbiter.setServiceParent(top)
+    if arbiter.directory is not None:
+        arbiter.directory.setServiceParent(top)
     config = arbiter.config
     internet.TCPServer(config.port, site, interface=config.interface).setServiceParent(top)
     return top
@@ -138,6 +140,9 @@ def main(argv=None):
     port = reactor.listenTCP(config.port, site, interface=config.interface)
     arbiter.startService()
     reactor.addSystemEventTrigger("before", "shutdown", arbiter.stopService)
+    if arbiter.directory is not None:
+        arbiter.directory.startService()
+        reactor.addSystemEventTrigger("before", "shutdown", arbiter.directory.stopService)
     print("ARBITER_PORT=%d" % port.getHost().port, flush=True)
     reactor.run()
     return 0
