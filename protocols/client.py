@@ -15,6 +15,9 @@ In a cluster, a node that does not own the room answers ``hello`` with the error
 ``moved`` (the owner's WebSocket ``url``) and closes with 4005: ``connect`` and
 ``join`` say the same hello there (at most ``MAX_REDIRECTS`` in a row), and
 ``client.url`` is where the client ended up, the place to resume from with its token.
+A ``moved`` after the join (the node gave its copy of the room up to the room's owner)
+ends that player: ``client.moved`` records it, and ``client.rejoin()`` joins the room at
+its url as a new player; with ``follow_moved=True`` the client does that by itself.
 """
 
 from collections import deque
@@ -25,7 +28,7 @@ from autobahn.twisted.websocket import (
 from twisted.internet import defer
 from twisted.internet.error import TimeoutError
 
-from arbiter.codes import MOVED
+from arbiter.codes import CLOSE_MOVED, MOVED
 from arbiter.state import apply_merge_patch
 from protocols import wire
 
@@ -76,6 +79,7 @@ class ArbiterClient:
         self.url = None             # the socket's URL: after redirects, the room's node
         self.encoding = wire.JSON
         self.you = None
+        self.name = None            # the name the server knows this player by (welcome)
         self.token = None
         self.room = None
         self.world = None
@@ -93,6 +97,10 @@ class ArbiterClient:
         self.errors = deque(maxlen=keep)
         self.redirects = deque(maxlen=keep)   # the ``moved`` errors followed, in order
         self.moved = None           # this socket's ``moved`` error (not in ``errors``)
+        self.follow_moved = False   # rejoin by itself on a ``moved`` after the join
+        self.following = None       # the last such rejoin: a Deferred (see rejoin())
+        self.follow_error = None    # why it could not rejoin (the client is closed then)
+        self._join_args = None      # how the last join() was made, for rejoin()
         self.bytes_in = 0
         self.updates = 0
         self.close_code = None
@@ -119,8 +127,11 @@ class ArbiterClient:
     def _on_message(self, msg):
         t = msg.get("t")
         if t == "error" and msg.get("code") == MOVED:
-            # a redirect, not an error: join() follows it (see ``moved``)
+            # a redirect, not an error: join() follows it; after the join, rejoin() does
+            # (by itself with ``follow_moved``)
             self.moved = msg
+            if self.follow_moved and self.joined and self._join_args is not None:
+                self._follow()
             self._check_waiters()
             return
         self.messages.append(msg)
@@ -135,6 +146,7 @@ class ArbiterClient:
             self.joined = True
         elif t == "welcome":
             self.you, self.token, self.room = msg["you"], msg["token"], msg["room"]
+            self.name = msg.get("name", self.name)
             self.world, self.rate, self.ack, self.tick = msg["world"], msg["rate"], msg["ack"], msg["tick"]
             self.seq = max(self.seq, self.ack)
             self.mode = msg.get("mode", "realtime")
@@ -187,6 +199,66 @@ class ArbiterClient:
         self.close_code = self.close_reason = None
         self._opened_d = defer.Deferred()
         self.closed = defer.Deferred()
+
+    def _forget_player(self):
+        """A new player from now on: what the old one had and was told goes."""
+        self.you = self.token = None
+        self.world = self.rate = self.mode = None
+        self.tick = self.ack = self.seq = 0
+        self.state = {}
+        self.joined = False
+
+    # -- following a room that moved after the join ------------------------------------
+    @defer.inlineCallbacks
+    def rejoin(self, url=None, timeout=None):
+        """Join the room again as a new player: the hello of the last ``join()`` (same
+        name, room, extra fields and encoding), without its token, at ``url`` (by
+        default the url of this socket's ``moved``). The old socket is left, the
+        mirror, ``you``, ``token`` and ``seq`` start afresh, and ``redirects`` records
+        the ``moved`` (with ``from`` and ``player``, the player it ended). Redirects
+        from there are followed as in ``join()``, the ``moved`` counting as the first.
+        Fires with the client once joined; fails as ``join()`` does."""
+        if self._join_args is None:
+            raise ValueError("rejoin() follows a join(): this client never joined")
+        hello, encoding, max_redirects, opener, join_timeout = self._join_args
+        moved, hops = self.moved, 0
+        if url is None:
+            if moved is None:
+                raise ValueError("rejoin() without a url needs a moved to follow")
+            url = moved.get("url")
+        if not _ws_url(url):
+            raise JoinRefused(MOVED, "moved without a ws:// or wss:// url (%r)" % (url,), self)
+        if moved is not None:
+            self.redirects.append(dict(moved, **{"from": self.url, "player": self.you}))
+            hops = 1
+        hello = dict(hello, token=None, name=self.name or hello.get("name"))
+        self._move_on()
+        self._forget_player()
+        client = yield join(self, url, hello, encoding, max_redirects=max_redirects,
+                            opener=opener, timeout=timeout or join_timeout, _hops=hops)
+        return client
+
+    def _follow(self):
+        """``follow_moved``: rejoin at once; ``following`` fires with the client when it
+        is over, joined again or closed for good (``follow_error`` says why)."""
+        target = self.moved.get("url")
+        self.following = d = self.rejoin()
+
+        def failed(failure):
+            self.follow_error = failure.value
+            old, self.proto = self.proto, None
+            if old is not None:
+                old.client = None
+                if old.state == old.STATE_OPEN:
+                    old.sendClose(code=1000)
+            self.close_code = CLOSE_MOVED
+            self.close_reason = "the room moved to %s, and joining it there failed: %s" % (
+                target, failure.getErrorMessage())
+            if not self.closed.called:
+                self.closed.callback((self.close_code, self.close_reason))
+            self._check_waiters()
+            return self
+        d.addErrback(failed)
 
     # -- waiting ---------------------------------------------------------------------
     def wait_for(self, predicate, timeout=10.0):
@@ -328,7 +400,7 @@ def open_socket(url, encoding=wire.JSON, reactor=None, protocols=None, client=No
 
 
 def connect(url, name=None, room="main", encoding=wire.JSON, token=None, reactor=None,
-            max_redirects=MAX_REDIRECTS, **hello_extra):
+            max_redirects=MAX_REDIRECTS, follow_moved=False, **hello_extra):
     """Connect, say hello, and fire with the client once the first snapshot is in
     (in a lockstep room, once ``welcome`` is in: those rooms send no snapshot).
 
@@ -336,23 +408,35 @@ def connect(url, name=None, room="main", encoding=wire.JSON, token=None, reactor
     at most ``max_redirects`` times in a row; ``client.url`` is where it joined.
     Fails with ``JoinRefused`` if the server answers the hello with an error
     (``TooManyRedirects`` past the redirects), ``ConnectionError`` if a server
-    cannot be reached or closes first."""
+    cannot be reached or closes first. ``follow_moved``: see ``join()``."""
     hello = dict(hello_extra, name=name, room=room, token=token)
-    return join(ArbiterClient(reactor), url, hello, encoding, max_redirects=max_redirects)
+    return join(ArbiterClient(reactor), url, hello, encoding, max_redirects=max_redirects,
+                follow_moved=follow_moved)
+
+
+def _ws_url(url):
+    return isinstance(url, str) and url.startswith(("ws://", "wss://"))
 
 
 @defer.inlineCallbacks
 def join(client, url, hello, encoding=wire.JSON, max_redirects=MAX_REDIRECTS, opener=None,
-         timeout=10.0):
+         timeout=10.0, follow_moved=None, _hops=0):
     """Open ``client``'s socket to ``url``, say ``hello`` (the keyword arguments of
     ``ArbiterClient.hello``), follow ``moved`` answers, and fire with the client once
     joined (as ``connect``). ``opener(client, url, encoding)`` opens a socket for the
     client (default: ``open_socket`` with the client's own protocol); ``timeout``
-    bounds each wait for the server's answer."""
+    bounds each wait for the server's answer.
+
+    ``follow_moved`` (None leaves ``client.follow_moved`` as it is): a ``moved``
+    after the join makes the client ``rejoin()`` by itself, as a new player at the
+    room's node; without it the client records ``moved`` and closes (4005)."""
     if opener is None:
         def opener(client, url, encoding):
             return open_socket(url, encoding, client=client)
-    hops = 0
+    if follow_moved is not None:
+        client.follow_moved = follow_moved
+    client._join_args = (dict(hello), encoding, max_redirects, opener, timeout)
+    hops = _hops
     while True:
         client.url = url
         try:
@@ -361,15 +445,17 @@ def join(client, url, hello, encoding=wire.JSON, max_redirects=MAX_REDIRECTS, op
             if not hops:
                 raise
             raise ConnectionError("%s (redirected there by %s)" % (e, client.redirects[-1]["from"]))
+        last_error = client.errors[-1] if client.errors else None
         client.hello(**hello)
-        yield client.wait_for(lambda c: c.joined or c.errors or c.moved is not None, timeout)
+        yield client.wait_for(lambda c: c.joined or (c.errors and c.errors[-1] is not last_error)
+                              or c.moved is not None, timeout)
         if client.joined:
             return client
         if client.moved is None:
             err = client.errors[-1]
             raise JoinRefused(err["code"], err["msg"], client)
         target = client.moved.get("url")
-        if not isinstance(target, str) or not target.startswith(("ws://", "wss://")):
+        if not _ws_url(target):
             raise JoinRefused(MOVED, "moved without a ws:// or wss:// url (%r)" % (target,),
                               client)
         if hops >= max_redirects:
