@@ -1,8 +1,10 @@
 """Integration: deterministic lockstep bots on real sockets (arbiter.tools.lockstep_bots)."""
 
+import json
 import time
 
 import pytest_twisted
+import treq
 from twisted.internet import defer
 
 from arbiter.config import Config
@@ -112,3 +114,34 @@ def test_json_and_msgpack_bots_play_the_same_game(make_server):
     yield defer.gatherResults([j.wait_turn(200), m.wait_turn(200)])
     assert all(j.checksums[t] == m.checksums[t] for t in range(1, 201))
     room.end("test over")
+
+
+@pytest_twisted.inlineCallbacks
+def test_bots_follow_moved_to_the_rooms_node_in_a_cluster(cluster):
+    """Two cluster nodes on a real Redis: a lockstep room created through the API lives on
+    one of them; bots that say hello to the other node are moved to the room's node (one
+    redirect each), play 100 turns there and agree on every checksum."""
+    nodes = cluster(2)
+    response = yield treq.post(nodes[0].http + "/api/rooms", json.dumps(
+        {"mode": "lockstep", "min_players": 2, "turn_ms": 1}).encode(),
+        headers={"Content-Type": ["application/json"]})
+    created = yield response.json()
+    assert response.code == 201, created
+    home = {n.node_id: n for n in nodes}[created["node"]]
+    [elsewhere] = [n for n in nodes if n is not home]
+    bots = [LockstepBot("bot%d" % i, latency=(0.0, 0.002)) for i in range(2)]
+    for bot in bots:
+        yield bot.connect(elsewhere.ws_url, created["id"])
+    for bot in bots:
+        assert bot.client.url == home.ws_url
+        assert [(r["from"], r["url"]) for r in bot.client.redirects] == [
+            (elsewhere.ws_url, home.ws_url)]
+        assert bot.phase == "setup" and not bot.client.errors
+    for bot in bots:
+        bot.ready()
+    yield defer.gatherResults([b.wait_turn(100) for b in bots])
+    assert all(b.desync is None for b in bots)
+    for t in range(1, 101):
+        assert bots[0].checksums[t] == bots[1].checksums[t], "turn %d differs" % t
+    for bot in bots:
+        yield bot.client.close()

@@ -1,7 +1,8 @@
 """Deterministic lockstep bots: a test harness for lockstep rooms.
 
-A :class:`LockstepBot` is a real client on a real socket (``protocols.client``).
-It runs the demo game (``arbiter.lockstep_game``), sends one ``turn`` packet per
+A :class:`LockstepBot` is a real client on a real socket (``protocols.client``); it
+joins through ``protocols.client.join``, so in a cluster it follows ``moved`` to the
+room's node. It runs the demo game (``arbiter.lockstep_game``), sends one ``turn`` packet per
 turn ``input_delay`` turns ahead, attaches the checksum of the turn it just
 applied, and can add a random latency (FIFO, like TCP) to what it sends. A bot
 made with ``desync_at=K`` corrupts its own copy of the game at turn K: the
@@ -19,9 +20,9 @@ import time
 from autobahn.exception import Disconnected
 from twisted.internet import defer
 
-from protocols.client import open_socket
 from arbiter.lockstep_game import DemoGame
 from protocols import wire
+from protocols.client import MAX_REDIRECTS, ArbiterClient, join
 
 
 class LockstepBot:
@@ -61,17 +62,21 @@ class LockstepBot:
 
     # -- connecting ------------------------------------------------------------------
     @defer.inlineCallbacks
-    def connect(self, url, room, token=None, role=None, encoding=wire.JSON):
-        """Open a socket, say hello (with a join or reconnect token), wait for welcome."""
-        client = yield open_socket(url, encoding, reactor=self.reactor)
+    def connect(self, url, room, token=None, role=None, encoding=wire.JSON,
+                max_redirects=MAX_REDIRECTS):
+        """Open a socket, say hello (with a join or reconnect token), wait for welcome.
+
+        Joins through ``protocols.client.join``: a cluster node that does not own the
+        room answers ``moved``, and the same hello goes to the room's node (at most
+        ``max_redirects`` in a row); ``self.client.url`` is where the bot plays. Fails
+        with ``JoinRefused`` when the server refuses the hello, ``ConnectionError`` when
+        it cannot be reached."""
+        client = ArbiterClient(self.reactor)
         self.client = client
         client.on_message = self._on_message
         extra = {"role": role} if role else {}
-        client.hello(name=self.name, room=room, token=token, **extra)
-        yield client.wait_for(lambda c: c.you is not None or c.errors)
-        if client.errors:
-            raise ConnectionError("%s: %s" % (client.errors[-1]["code"],
-                                              client.errors[-1]["msg"]))
+        yield join(client, url, dict(extra, name=self.name, room=room, token=token),
+                   encoding, max_redirects=max_redirects)
         return self
 
     def ready(self, flag=True):
