@@ -265,6 +265,7 @@ function updateOverlay(t) {
   setText("o-corr", String(client.correctionsPerSecond(t)));
   setText("o-bytes", String(Math.round(c.bytesIn.perSecond(t))));
   setText("o-delay", client.interpolate ? `${Math.round(client.renderDelay)} ms` : "off");
+  showNode(c);
 
   const players = Object.entries(client.state.players ?? {});
   const avatarColor = {};
@@ -281,6 +282,16 @@ function updateOverlay(t) {
       score: `${p.score} · ${p.ping} ms`,
     })),
   );
+}
+
+// In a cluster the room may live on another node than the one that served the page:
+// the connection follows the redirect, and the overlay says where it went.
+function showNode(c) {
+  const elsewhere = c.url !== c.originUrl;
+  if ($("o-node").hidden === elsewhere) {
+    $("o-node").hidden = $("o-node-label").hidden = !elsewhere;
+  }
+  if (elsewhere) setText("o-node", c.url);
 }
 
 function showBanner(text) {
@@ -346,6 +357,7 @@ async function main() {
     log(`joined room ${msg.room} as ${msg.name} (${msg.you})`);
     updateButtons();
   });
+  client.on("redirect", (ev) => log(`room ${room} lives on another node: ${ev.url}`));
   client.on("join", (ev) => log(`${ev.name} joined`));
   client.on("leave", (ev) => log(`${playerName(ev.player)} left`));
   client.on("say", (ev) => log(`${playerName(ev.player)}: ${ev.text}`));
