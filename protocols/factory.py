@@ -48,7 +48,7 @@ class ArbiterFactory(WebSocketServerFactory):
         size = self.config.max_message_size
         self.setProtocolOptions(
             maxMessagePayloadSize=size, maxFramePayloadSize=size, failByDrop=False,
-            openHandshakeTimeout=10, closeHandshakeTimeout=2, autoFragmentSize=0,
+            openHandshakeTimeout=10, closeHandshakeTimeout=5, autoFragmentSize=0,
         )
         self._closed_waiters = []
         self._ping_loop = LoopingCall(self._ping_all)

@@ -218,6 +218,11 @@ class PlayerProtocol(WebSocketServerProtocol):
         self.send_msg({"t": "error", "code": code, "msg": text})
 
     def close_with(self, code, reason):
+        # a close frame holds at most 125 bytes: the code and 123 of reason (RFC 6455
+        # 5.5); a longer one makes the client drop the connection (1006)
+        raw = reason.encode("utf-8")
+        if len(raw) > 123:
+            reason = raw[:120].decode("utf-8", "ignore") + "..."
         if code < 3000 and code != codes.CLOSE_ENDED:
             self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"))
         else:

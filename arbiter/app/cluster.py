@@ -64,17 +64,31 @@ def channel(node_id):
     return PREFIX + "rpc:" + node_id
 
 
-# KEYS: the claim, the counts. ARGV: ttl ms, mode, candidates best first.
-# mode "create": place if free; "find": only read. Returns {owner or "", placed now 1/0}.
+# KEYS: the claim, the counts. ARGV: ttl ms, mode, the placing node's id, then nodes it
+# has seen stop (their cards have not expired yet). mode "create": place if free; "find":
+# only read. The owner is the registered node with the fewest rooms (then players, then
+# id), read here, in the script, so that a node that has just started places well.
+# Returns {owner or "", placed now 1/0}.
 PLACE = """
 local owner = redis.call('GET', KEYS[1])
 if owner then return {owner, 0} end
-if ARGV[2] ~= 'create' or #ARGV < 3 then return {'', 0} end
-local best, bestn
-for i = 3, #ARGV do
-  local n = tonumber(redis.call('HGET', KEYS[2], ARGV[i]) or '0')
-  if not best or n < bestn then best, bestn = ARGV[i], n end
+if ARGV[2] ~= 'create' then return {'', 0} end
+local skip = {}
+for i = 4, #ARGV do skip[ARGV[i]] = true end
+local best, bestkey
+for _, n in ipairs(redis.call('SMEMBERS', 'arbiter:nodes')) do
+  local card = redis.call('GET', 'arbiter:node:' .. n)
+  if card and not skip[n] then
+    local rooms = tonumber(redis.call('HGET', KEYS[2], n) or '0')
+    local ok, c = pcall(cjson.decode, card)
+    local players = (ok and type(c) == 'table' and tonumber(c.players)) or 0
+    if not best or rooms < bestkey[1] or (rooms == bestkey[1] and (players < bestkey[2]
+        or (players == bestkey[2] and n < best))) then
+      best, bestkey = n, {rooms, players}
+    end
+  end
 end
+if not best then best = ARGV[3] end
 redis.call('SET', KEYS[1], best, 'PX', ARGV[1])
 redis.call('HINCRBY', KEYS[2], best, 1)
 return {best, 1}
@@ -89,6 +103,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+# ARGV: nodes to leave out (the asking node, stopped ones). Every other registered node's
+# room list (JSON), as of its last heartbeat.
+LIST = """
+local skip = {}
+for i = 1, #ARGV do skip[ARGV[i]] = true end
+local out = {}
+for _, n in ipairs(redis.call('SMEMBERS', 'arbiter:nodes')) do
+  if not skip[n] then
+    local rooms = redis.call('GET', 'arbiter:rooms:' .. n)
+    if rooms then table.insert(out, rooms) end
+  end
+end
+return out
 """
 
 # ARGV: node id, its card, its rooms (JSON), ttl ms, then the names of its rooms.
@@ -356,14 +385,10 @@ class RedisDirectory(Service):
         self.reachable = False
 
     # -- IDirectory ----------------------------------------------------------------------
-    def candidates(self):
-        """Live node ids, the least loaded first (players, then CPU); this node is
-        always among them while it runs. A node whose card has not changed for three
-        heartbeats is left out: it is dying, though its card has not expired yet."""
-        nodes = {n: c for n, c in self.nodes.items() if self._live(n)}
-        nodes[self.node_id] = self.card()
-        return sorted(nodes, key=lambda n: (nodes[n].get("players", 0),
-                                            nodes[n].get("cpu", 0), n))
+    def stopped_nodes(self):
+        """Nodes whose card has not changed for three heartbeats: they have stopped,
+        though their cards have not expired yet; placement leaves them out."""
+        return [n for n in self.nodes if not self._live(n)]
 
     def _live(self, node_id):
         """A node whose card changed within the last three heartbeats."""
@@ -376,7 +401,8 @@ class RedisDirectory(Service):
     @defer.inlineCallbacks
     def _place(self, name, mode):
         owner, placed = yield self._call("eval", PLACE, [room_key(name), COUNTS],
-                                         [self.ttl_ms, mode] + self.candidates())
+                                         [self.ttl_ms, mode, self.node_id]
+                                         + self.stopped_nodes())
         return (owner or None), bool(placed)
 
     @defer.inlineCallbacks
@@ -410,20 +436,16 @@ class RedisDirectory(Service):
     @defer.inlineCallbacks
     def list_rooms(self):
         rooms = self._room_list()
-        others = [n for n in self.nodes if n != self.node_id]
-        if others:
+        try:
+            lists = yield self._call("eval", LIST, [], [self.node_id] + self.stopped_nodes())
+        except DirectoryUnavailable as e:
+            self.failures.warn("list", "listing other nodes' rooms failed: {why}", why=str(e))
+            return rooms, False
+        for raw in lists:
             try:
-                lists = yield self._call("mget", [rooms_key(n) for n in others])
-            except DirectoryUnavailable as e:
-                self.failures.warn("list", "listing other nodes' rooms failed: {why}",
-                                   why=str(e))
-                return rooms, False
-            for raw in lists:
-                if raw:
-                    try:
-                        rooms.extend(json.loads(raw))
-                    except ValueError:
-                        pass
+                rooms.extend(json.loads(raw))
+            except ValueError:
+                pass
         return rooms, True
 
     @defer.inlineCallbacks
