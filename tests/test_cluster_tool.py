@@ -143,7 +143,11 @@ def test_two_workers_restart_after_a_kill_and_stop_on_sigterm(supervised):
         assert rooms("http://127.0.0.1:%d" % (base + i)) == {"rooms": []}, c.why("no API")
         with open("/proc/%s/cmdline" % found.group(4), "rb") as f:
             argv = f.read().split(b"\0")
-        assert secret.encode() in argv and redis_url.encode() in argv   # one secret, one Redis
+        with open("/proc/%s/environ" % found.group(4), "rb") as f:
+            environ = f.read().split(b"\0")
+        # one Redis, one secret: given in the environment, never on the command line
+        assert redis_url.encode() in argv and not any(secret.encode() in a for a in argv)
+        assert b"ARBITER_SECRET=" + secret.encode() in environ
 
     old = int(workers[1].group(4))
     os.kill(old, signal.SIGKILL)
@@ -197,7 +201,7 @@ def test_options():
     w = workers[1]
     assert (w.port, w.node_id, w.public_url) == (8081, "box-1", "ws://game.example:8081/ws")
     assert w.argv[1:3] == ["-m", "arbiter"] and w.argv[-2:] == ["--grace", "5"]
-    assert w.argv[w.argv.index("--secret") + 1] == "sss"
+    assert "--secret" not in w.argv and "sss" not in w.argv   # the secret is not in `ps`
     for bad in (["--port", "0"], ["--workers", "0"], ["--", "--port", "1"],
                 ["--", "--secret=x"], ["--start-redis", "--redis", "redis://x:1/0"]):
         with pytest.raises(SystemExit):

@@ -231,6 +231,9 @@ class RedisDirectory(Service):
         self._tune(self._factory)
         self._factory.startConnecting(endpoint)
         self._redis = self._factory.handler
+        # the first connection: the first heartbeat runs at once
+        self._factory.deferred.addCallback(lambda _: self.heartbeat()).addErrback(
+            lambda f: None)
         sub = self._sub_factory = txredisapi.SubscriberFactory(isLazy=True)
         sub.protocol = _Subscriber
         sub.password = password
@@ -276,7 +279,12 @@ class RedisDirectory(Service):
     def _call(self, method, *args):
         """One Redis command; fails with DirectoryUnavailable when Redis is not
         connected or does not answer within ``redis_timeout``."""
-        if self._factory is None or not self._factory.size:
+        if self._factory is None:
+            return defer.fail(DirectoryUnavailable("the node is not running"))
+        if not self._factory.size and self.reachable is not None:
+            # connected before and lost since: fail at once, don't queue behind a
+            # reconnection (at start, calls wait for the first connection, within the
+            # deadline)
             return defer.fail(DirectoryUnavailable("Redis is not reachable"))
         self.commands += 1
         out = defer.Deferred()

@@ -1,6 +1,7 @@
 """``twistd arbiter``: options and the service maker."""
 
 import importlib
+import os
 import sys
 
 from twisted.application import internet, service
@@ -81,7 +82,8 @@ class Options(usage.Options):
         [option, short, _default(field), help, _kind(field)]
         for option, short, field, help in CONFIG_OPTIONS
     ] + [
-        ["secret", None, None, "token signing secret (random per start when absent)"],
+        ["secret", None, None, "token signing secret (else the ARBITER_SECRET environment "
+         "variable, which keeps it out of the process list; random per start when neither)"],
         ["api-key", None, None, "key that protects POST/DELETE /api/rooms"],
         ["game", None, None, "your own game class, as module:Class"],
         ["static-dir", None, None, "serve pages from this folder instead of the demo"],
@@ -100,7 +102,8 @@ class Options(usage.Options):
             if value is not None:
                 (world if where == "world" else top)[name] = value
         try:
-            return Config(world=World(**world), secret=(self["secret"] or "").encode("utf-8"),
+            secret = self["secret"] or os.environ.get("ARBITER_SECRET", "")
+            return Config(world=World(**world), secret=secret.encode("utf-8"),
                           api_key=self["api-key"] or "", metrics=not self["no-metrics"], **top)
         except ValueError as e:
             raise usage.UsageError(str(e))

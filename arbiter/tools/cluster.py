@@ -208,8 +208,9 @@ class Supervisor:
     BACKOFF_MAX = 30.0
     STABLE = 30.0                # a worker that ran this long before dying starts over at 0.5 s
 
-    def __init__(self, workers, redis=None, stop_timeout=10.0):
+    def __init__(self, workers, redis=None, stop_timeout=10.0, secret=""):
         self.workers = workers
+        self.secret = secret         # given to the workers as ARBITER_SECRET
         self.redis = redis           # a LocalRedis we started, or None
         self.stop_timeout = stop_timeout
         self.stopping = False
@@ -263,7 +264,8 @@ class Supervisor:
 
     # workers -----------------------------------------------------------------------------
     def spawn(self, w):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the secret goes by the environment, not the command line that `ps` shows
+        env = dict(os.environ, PYTHONUNBUFFERED="1", ARBITER_SECRET=self.secret)
         w.proc = subprocess.Popen(w.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env, preexec_fn=die_with_parent,
                                   start_new_session=True)
@@ -465,7 +467,7 @@ def workers_for(options, extra, redis_url, secret):
         public_url = "ws://%s:%d/ws" % (host_in_url(options.public_host), port)
         argv = [sys.executable, "-m", "arbiter", "--port", str(port),
                 "--interface", options.interface, "--redis", redis_url,
-                "--public-url", public_url, "--secret", secret, "--node-id", node_id] + extra
+                "--public-url", public_url, "--node-id", node_id] + extra
         workers.append(Worker(i, port, node_id, public_url, argv))
     return workers
 
@@ -476,7 +478,7 @@ def main(argv=None):
     if not secret:
         secret = secrets.token_hex(16)
         say("secret: %s" % secret)
-    supervisor = Supervisor([], stop_timeout=options.stop_timeout)
+    supervisor = Supervisor([], stop_timeout=options.stop_timeout, secret=secret)
     supervisor.install_signals()        # a signal while Redis starts stops before any worker
     redis = None
     try:
