@@ -333,3 +333,37 @@ def test_inputs_sent_right_after_a_placed_hello_are_kept_in_order(cluster, redis
     yield client.wait_for(lambda c: len(c.my_cubes()) == 2)
     assert s2 == s1 + 1
     client.close()
+
+
+@pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager")
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_a_v1_client_that_knows_no_redirects_gets_an_error_and_a_close(cluster, encoding):
+    """An independent client (the ``websockets`` library, no Arbiter code) at the wrong
+    node: the error ``moved`` with the owner's URL, then close 4005, never a hang; at the
+    URL it gives, the same hello is welcomed."""
+    import msgpack
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect as ws_connect
+
+    a, b = cluster(2)
+
+    def say_hello(url):
+        ws = ws_connect(url, subprotocols=["arbiter.v1." + encoding], open_timeout=10)
+        hello = {"t": "hello", "v": 1, "room": "plain", "name": "v1"}
+        ws.send(json.dumps(hello) if encoding == "json" else msgpack.packb(hello))
+        raw = ws.recv(timeout=10)
+        msg = json.loads(raw) if encoding == "json" else msgpack.unpackb(raw)
+        return ws, msg
+
+    first, msg = say_hello(a.ws_url)
+    assert msg["t"] == "welcome"                  # placed on a (it had no rooms: a tie)...
+    second, msg = say_hello(b.ws_url)             # ... so b sends this one there
+    assert (msg["t"], msg["code"], msg["url"]) == ("error", "moved", a.ws_url)
+    assert isinstance(msg["msg"], str) and msg["msg"]
+    with pytest.raises(ConnectionClosed) as closed:
+        second.recv(timeout=10)
+    assert closed.value.rcvd.code == codes.CLOSE_MOVED
+    third, msg = say_hello(msg["url"])
+    assert msg["t"] == "welcome" and msg["room"] == "plain"
+    for ws in (first, third):
+        ws.close()
