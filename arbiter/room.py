@@ -18,6 +18,7 @@ from zope.interface import implementer
 from arbiter import codes, phases
 from arbiter.ids import PlayerIds
 from arbiter.interfaces import IRoom
+from arbiter.compact import CompactCodec, pos_bytes_for
 from arbiter.membership import JoinError, Player, RoomBase  # noqa: F401 (JoinError: API)
 from arbiter.quietlog import QuietLog
 from arbiter.rules import Reject
@@ -60,6 +61,7 @@ class RealtimeRoom(RoomBase):
         self._ids = ids or PlayerIds()
         self._entity_ids = itertools.count(1)
         self.game = game_factory(self)
+        self.compact = CompactCodec(pos_bytes_for(self.world.size))   # sync "compact"
         self.failures = QuietLog(lambda: self.now, log, subject="room %s" % name)
         self.state.collect()
 
@@ -103,15 +105,24 @@ class RealtimeRoom(RoomBase):
         return player, taken_over
 
     def welcome(self, player):
-        """``welcome`` then ``snapshot``: the first two messages after ``hello``."""
-        self.out.send(player, {
+        """``welcome`` then ``snapshot``: the first two messages after ``hello``. A
+        compact player's snapshot comes with the next state tick (the codec's slots
+        move in step with the ticks)."""
+        welcome = {
             "t": "welcome", "you": player.id, "name": player.name, "room": self.name,
             "token": player.token, "tick": self.tick, "rate": self.config.send_rate,
             "ack": player.ack, "world": self.game.world_wire(),
-        })
-        self.out.send(player, {"t": "snapshot", "tick": self.tick, "ack": player.ack,
-                               "state": self.state.snapshot()})
-        player.sent_ack = player.ack
+        }
+        if player.sync == "compact":
+            welcome["compact"] = {"v": 1, "pos": self.compact.width}
+            self.out.send(player, welcome)
+            player.needs_snapshot = True
+            player.sent_ack = -1
+        else:
+            self.out.send(player, welcome)
+            self.out.send(player, {"t": "snapshot", "tick": self.tick, "ack": player.ack,
+                                   "state": self.state.snapshot()})
+            player.sent_ack = player.ack
         if self.lobby is not None:
             self.lobby.changed()
 
@@ -190,7 +201,12 @@ class RealtimeRoom(RoomBase):
         return kind, player.ack, player.sync
 
     def _state_body(self, kind, patch, tick, view):
-        """(the map to encode, float32) of this tick's ``kind`` message for a sync view."""
+        """(the map to encode, float32) of this tick's ``kind`` message for a sync view;
+        for ``compact``, (the frame's sections, None) (arbiter/compact.py)."""
+        if view == "compact":
+            codec = self.compact
+            return (codec.snapshot(self.state.snapshot()) if kind == "snapshot"
+                    else codec.delta()), None
         src = self.state.snapshot() if kind == "snapshot" else patch
         intent_view = self.game.intent_view
         if view == "intent" and intent_view is not None:
@@ -318,6 +334,7 @@ class RealtimeRoom(RoomBase):
                 player.ping_reported_at = now
         self.game.on_state_tick(self.tick)
         patch = self.state.collect()
+        self._advance_compact(patch)
         # who gets what is decided here; the outbox only encodes (once per kind,
         # encoding and view), splices each player's ack in and writes
         out = self.out
@@ -338,6 +355,22 @@ class RealtimeRoom(RoomBase):
         bodies = {key: self._state_body(key[0], patch, self.tick, key[1]) for key in needed}
         for player in out.send_state(self, self.tick, deliveries, bodies) or ():
             self.request_snapshot(player)        # could not be encoded: a snapshot next time
+
+    def _advance_compact(self, patch):
+        """Keep the compact codec's slot table in step while compact players are here;
+        a fresh table starts with a snapshot for each of them."""
+        codec = self.compact
+        wanted = False
+        for player in self.players.values():
+            if player.connected and player.sync == "compact":
+                wanted = True
+                if not codec.active:
+                    player.needs_snapshot = True
+        if wanted:
+            if codec.active:
+                codec.advance(patch)
+        elif codec.active:
+            codec.reset()
 
     def describe(self):
         """The room as the lobby lists it."""

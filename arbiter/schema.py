@@ -128,8 +128,8 @@ def check_hello(f):
         raise bad("role must be 'player' or 'spectator', got %s" % show(role))
     out["role"] = role
     if "sync" in f:
-        if f["sync"] not in ("state", "intent"):
-            raise bad("sync must be 'state' or 'intent', got %s" % show(f["sync"]))
+        if f["sync"] not in ("state", "intent", "compact"):
+            raise bad("sync must be 'state', 'intent' or 'compact', got %s" % show(f["sync"]))
         out["sync"] = f["sync"]
     return out
 

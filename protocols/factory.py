@@ -6,7 +6,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from arbiter import codes
+from arbiter import codes, compact
 from arbiter.interfaces import IOutbox
 from arbiter.quietlog import LogBudget, QuietLog
 from protocols import wire
@@ -142,10 +142,15 @@ class ArbiterFactory(WebSocketServerFactory):
             if frame is None:
                 try:
                     src, float32 = bodies[kind, view]
-                    body = wire.encode_patch(src, enc, float32=float32)
-                    head, tail = wire.state_frame_parts(
-                        kind, tick, body, enc, "state" if kind == "snapshot" else "patch")
-                    frame = parts[k] = (head, tail, enc == wire.MSGPACK)
+                    if view == "compact":
+                        # binary records (arbiter/compact.py): ``src`` is the sections
+                        head, tail = compact.frame_parts(kind, tick, src)
+                        frame = parts[k] = (head, tail, True)
+                    else:
+                        body = wire.encode_patch(src, enc, float32=float32)
+                        head, tail = wire.state_frame_parts(
+                            kind, tick, body, enc, "state" if kind == "snapshot" else "patch")
+                        frame = parts[k] = (head, tail, enc == wire.MSGPACK)
                 except Exception:
                     # a game put something in its state that this encoding cannot
                     # carry: the others still get theirs
@@ -154,7 +159,8 @@ class ArbiterFactory(WebSocketServerFactory):
             if frame is False:
                 failed.append(player)
                 continue
-            payload = frame[0] + wire.ack_bytes(ack, enc) + frame[1]
+            payload = frame[0] + (compact.varuint(ack) if view == "compact"
+                                  else wire.ack_bytes(ack, enc)) + frame[1]
             if proto.state == _OPEN and proto._perMessageCompress is None:
                 # what Autobahn's sendMessage would put on the wire, without its
                 # per-frame bookkeeping (not congested here: straight to write_now)

@@ -296,6 +296,11 @@ class PlayerProtocol(WebSocketServerProtocol):
             self.close_with(codes.CLOSE_POLICY, "too many bad messages")
 
     def _hello(self, msg):
+        if msg.get("sync") == "compact" and self.encoding != wire.MSGPACK:
+            # compact state frames are binary: they come with the MessagePack subprotocol
+            self._wire_error(WireError(codes.BAD_MESSAGE, "sync 'compact' needs the %s "
+                                       "subprotocol" % wire.MSGPACK))
+            return
         try:
             joined = self.factory.service.join(msg)
         except JoinError as e:

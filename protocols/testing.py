@@ -23,6 +23,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
+from arbiter import compact
 from arbiter.interfaces import IOutbox
 
 from protocols import wire
@@ -96,6 +97,12 @@ class FakeClient:
         for opcode, payload in self.frames():
             if opcode == 1:
                 msgs.append(json.loads(payload.decode("utf-8")))
+            elif opcode == 2 and payload[:1] == b"\xc1":
+                # a compact state frame (sync "compact"): kind, tick and ack read, the
+                # frame kept for a CompactMirror (arbiter/compact.py)
+                kind, tick, ack, _ = compact.read_header(payload)
+                msgs.append({"t": "compact", "kind": kind, "tick": tick, "ack": ack,
+                             "frame": payload})
             elif opcode == 2:
                 msgs.append(msgpack.unpackb(payload, raw=False, strict_map_key=False))
             elif opcode == 8:
