@@ -18,6 +18,14 @@ In a cluster, a node that does not own the room answers ``hello`` with the error
 A ``moved`` after the join (the node gave its copy of the room up to the room's owner)
 ends that player: ``client.moved`` records it, and ``client.rejoin()`` joins the room at
 its url as a new player; with ``follow_moved=True`` the client does that by itself.
+
+Sync modes (docs/PROTOCOL.md 11 and 20): ``connect(..., sync="compact")`` asks for the
+compact sync (on MessagePack, the encoding it picks unless told otherwise): state frames
+are binary records (first byte 0xC1) that ``arbiter.compact.CompactMirror`` turns into
+the very mirror a ``"state"`` client builds, in ``client.state``; a broken frame drops
+the mirror and asks for a ``resync``. ``sync="intent"``: ``client.state`` is what the
+server sent (moving cubes as ``pos``/``to``/``since``), and ``client.position(id, tick)``
+extrapolates them.
 """
 
 from collections import deque
@@ -29,6 +37,9 @@ from twisted.internet import defer
 from twisted.internet.error import TimeoutError
 
 from arbiter.codes import CLOSE_MOVED, MOVED
+from arbiter.compact import MARKER, CompactMirror, read_header
+from arbiter.games.cubes import extrapolate
+from arbiter.movement import round2
 from arbiter.state import apply_merge_patch
 from protocols import wire
 
@@ -58,10 +69,14 @@ class ArbiterClientProtocol(WebSocketClientProtocol):
             self.client._opened(self)
 
     def onMessage(self, payload, isBinary):
-        if self.client is None:
+        client = self.client
+        if client is None:
             return
-        self.client.bytes_in += len(payload)
-        self.client._on_message(wire.decode_server(payload, isBinary))
+        client.bytes_in += len(payload)
+        if isBinary and payload[0] == MARKER:       # a compact state frame (PROTOCOL.md 20)
+            client._on_compact(payload)
+        else:
+            client._on_message(wire.decode_server(payload, isBinary))
 
     def onClose(self, wasClean, code, reason):
         if self.client is not None:
@@ -90,6 +105,12 @@ class ArbiterClient:
         self.state = {}
         self.joined = False
         self.mode = None
+        self.sync = "state"         # the sync mode of the hello ("state", "intent", "compact")
+        self.compact = None         # welcome.compact ({"v", "pos"}) of a compact player
+        self.mirror = None          # its CompactMirror (``state`` is ``mirror.state``)
+        self.broken_frames = 0      # compact frames that could not be applied
+        self.broken_error = None    # why the last one could not (a str)
+        self._broken = False        # mirror dropped: waiting for the snapshot of a resync
         self.messages = deque(maxlen=keep)   # the last ``keep`` messages, in order
         self.events = deque(maxlen=keep)
         self.rejects = deque(maxlen=keep)
@@ -152,6 +173,15 @@ class ArbiterClient:
             self.mode = msg.get("mode", "realtime")
             if self.mode != "realtime":
                 self.joined = True      # lockstep rooms send no snapshot (docs/LOCKSTEP.md)
+            compact = msg.get("compact")
+            if isinstance(compact, dict):
+                # compact sync: no snapshot now, the first compact frame is one
+                self.sync, self.compact = "compact", compact
+                self.mirror = CompactMirror(compact.get("pos", 2))
+                self._broken = False
+            elif self.sync == "compact":
+                self.sync = "state"     # not granted (a resume keeps the mode it joined with)
+                self.compact = self.mirror = None
         elif t == "event":
             self.events.append(msg)
         elif t == "reject":
@@ -163,6 +193,56 @@ class ArbiterClient:
         if self.on_message is not None:
             self.on_message(msg)
         self._check_waiters()
+
+    def _on_compact(self, payload):
+        """A compact state frame: the mirror applies it; tick, ack and updates as for a
+        delta or snapshot (joined on the first snapshot). ``messages`` gets a short
+        record of it, ``{"t": "delta"|"snapshot", "tick", "ack", "compact": bytes}``
+        (the state is ``client.state``). Returns the kind, or None for a broken frame
+        (the mirror is dropped and a ``resync`` sent: PROTOCOL.md 20.3)."""
+        mirror = self.mirror
+        try:
+            if mirror is None:
+                raise ValueError("a compact frame without welcome.compact")
+            if self._broken:          # after a resync, nothing until its snapshot
+                kind, tick, ack, _ = read_header(payload)
+                if kind != "snapshot":
+                    self.tick, self.ack = tick, ack
+                    return kind
+            kind, tick, ack = mirror.apply(payload)
+        except Exception as e:      # a broken frame, whatever broke in it
+            self._compact_broken(payload, e)
+            return None
+        self._broken = False
+        self.state = mirror.state
+        self.tick, self.ack = tick, ack
+        self.updates += 1
+        if kind == "snapshot":
+            self.joined = True
+        msg = {"t": kind, "tick": tick, "ack": ack, "compact": len(payload)}
+        self.messages.append(msg)
+        if self.on_message is not None:
+            self.on_message(msg)
+        if self._waiters:
+            self._check_waiters()
+        return kind
+
+    def _compact_broken(self, payload, error):
+        """Drop the mirror and ask for a snapshot (once per broken stretch, and again
+        if that snapshot is broken too)."""
+        self.broken_frames += 1
+        self.broken_error = "%s: %s" % (type(error).__name__, error)
+        try:
+            snapshot = read_header(payload)[0] == "snapshot"
+        except Exception:
+            snapshot = False
+        if self.mirror is not None:
+            self.mirror.state, self.mirror.slots = {"entities": {}}, {}
+            self.state = self.mirror.state
+        if (not self._broken or snapshot) and self.proto is not None \
+                and self.close_code is None:
+            self.resync()
+        self._broken = True
 
     def _check_waiters(self):
         if not self._waiters:
@@ -207,6 +287,8 @@ class ArbiterClient:
         self.tick = self.ack = self.seq = 0
         self.state = {}
         self.joined = False
+        self.compact = self.mirror = None
+        self._broken = False
 
     # -- following a room that moved after the join ------------------------------------
     @defer.inlineCallbacks
@@ -315,6 +397,7 @@ class ArbiterClient:
         if token is not None:
             msg["token"] = token
         msg.update(extra)
+        self.sync = extra.get("sync") or "state"
         self.send(msg)
 
     def move(self, dx, dz, dt=50):
@@ -359,6 +442,21 @@ class ArbiterClient:
                 if (kind is None or e.get("kind") == kind)
                 and (owner is None or e.get("owner") == owner)}
 
+    def position(self, entity_id, tick=None):
+        """(x, z) of an entity of the mirror at state tick ``tick`` (default: the tick
+        of the last state message). For a ``sync: "intent"`` client a moving cube is
+        extrapolated from its ``pos``, ``to`` and ``since`` (PROTOCOL.md 11,
+        ``arbiter.games.cubes.extrapolate``) and rounded to 0.01 (intent positions
+        may come as float32); otherwise it is the entity's ``pos``. KeyError if the
+        mirror has no such entity."""
+        e = self.state["entities"][str(entity_id)]
+        if self.sync != "intent":
+            pos = e["pos"]
+            return pos[0], pos[2]
+        x, z = extrapolate(e, self.tick if tick is None else tick, self.rate,
+                           self.world["speed"])
+        return round2(x), round2(z)
+
     def my_cubes(self):
         return self.entities("cube", self.you)
 
@@ -399,10 +497,14 @@ def open_socket(url, encoding=wire.JSON, reactor=None, protocols=None, client=No
     return opened
 
 
-def connect(url, name=None, room="main", encoding=wire.JSON, token=None, reactor=None,
-            max_redirects=MAX_REDIRECTS, follow_moved=False, **hello_extra):
+def connect(url, name=None, room="main", encoding=None, token=None, reactor=None,
+            max_redirects=MAX_REDIRECTS, follow_moved=False, sync=None, **hello_extra):
     """Connect, say hello, and fire with the client once the first snapshot is in
     (in a lockstep room, once ``welcome`` is in: those rooms send no snapshot).
+
+    ``sync`` is the hello's sync mode: None (not sent: ``"state"``), ``"state"``,
+    ``"intent"`` or ``"compact"``. ``encoding`` defaults to JSON, or MessagePack for
+    ``"compact"`` (which needs it: with JSON the server refuses the hello).
 
     A ``moved`` answer (cluster mode) is followed: the same hello goes to its URL,
     at most ``max_redirects`` times in a row; ``client.url`` is where it joined.
@@ -410,6 +512,8 @@ def connect(url, name=None, room="main", encoding=wire.JSON, token=None, reactor
     (``TooManyRedirects`` past the redirects), ``ConnectionError`` if a server
     cannot be reached or closes first. ``follow_moved``: see ``join()``."""
     hello = dict(hello_extra, name=name, room=room, token=token)
+    if sync is not None:
+        hello["sync"] = sync
     return join(ArbiterClient(reactor), url, hello, encoding, max_redirects=max_redirects,
                 follow_moved=follow_moved)
 
@@ -419,17 +523,20 @@ def _ws_url(url):
 
 
 @defer.inlineCallbacks
-def join(client, url, hello, encoding=wire.JSON, max_redirects=MAX_REDIRECTS, opener=None,
+def join(client, url, hello, encoding=None, max_redirects=MAX_REDIRECTS, opener=None,
          timeout=10.0, follow_moved=None, _hops=0):
     """Open ``client``'s socket to ``url``, say ``hello`` (the keyword arguments of
     ``ArbiterClient.hello``), follow ``moved`` answers, and fire with the client once
-    joined (as ``connect``). ``opener(client, url, encoding)`` opens a socket for the
+    joined (as ``connect``). ``encoding`` defaults to JSON, or MessagePack for a hello
+    with ``sync: "compact"``. ``opener(client, url, encoding)`` opens a socket for the
     client (default: ``open_socket`` with the client's own protocol); ``timeout``
     bounds each wait for the server's answer.
 
     ``follow_moved`` (None leaves ``client.follow_moved`` as it is): a ``moved``
     after the join makes the client ``rejoin()`` by itself, as a new player at the
     room's node; without it the client records ``moved`` and closes (4005)."""
+    if encoding is None:
+        encoding = wire.MSGPACK if hello.get("sync") == "compact" else wire.JSON
     if opener is None:
         def opener(client, url, encoding):
             return open_socket(url, encoding, client=client)
