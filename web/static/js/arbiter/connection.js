@@ -5,10 +5,13 @@
 // follows a cluster's redirects (error `moved`, close 4005) to the room's node,
 // keeps the `welcome`, numbers inputs (`seq`), syncs the clock with ping/pong,
 // reconnects with the token (kept in sessionStorage) and back-off, counts bytes,
-// and can add simulated latency on send and receive. Higher layers (the
+// and can add simulated latency on send and receive. It asks for a sync mode
+// (`hello.sync`) and reads the compact sync's binary frames into the same
+// `snapshot`/`delta` messages as the others (compact.js). Higher layers (the
 // realtime client, a lockstep client) subscribe to its messages.
 
 import { CLOSE_CODES, SUBPROTOCOLS } from "./codes.js";
+import { COMPACT_VERSION, CompactMirror, isCompactFrame } from "./compact.js";
 import { Emitter } from "./emitter.js";
 
 export const [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK] = SUBPROTOCOLS;
@@ -20,6 +23,9 @@ export const CLOSE_MOVED = CLOSE_CODES.MOVED; // after error moved: join again a
 
 /** Redirects (`moved`) followed in a row before the join fails with "too many redirects". */
 export const MAX_REDIRECTS = 3;
+
+/** The sync modes of `hello.sync` (docs/PROTOCOL.md 11 and 20); "state" is v1's. */
+export const SYNC_MODES = Object.freeze(["state", "intent", "compact"]);
 
 /** Connection states, in the order a healthy session goes through them. */
 export const Status = Object.freeze({
@@ -128,7 +134,15 @@ export class ClockSync {
  * token only in memory), reconnect (true), backoff ({min: 250, max: 8000}),
  * pingInterval (1000 ms; 0 = off), latency ({send, recv, jitter} in ms),
  * hello (extra fields merged into `hello`), WebSocket (constructor),
- * maxRedirects (3: `moved` errors followed in a row; one more fails the join).
+ * maxRedirects (3: `moved` errors followed in a row; one more fails the join),
+ * sync ("state" | "intent" | "compact": `hello.sync`; "compact" forces the
+ * msgpack encoding, its frames are binary).
+ *
+ * With sync "compact" the binary state frames (first byte 0xC1) are applied
+ * to a CompactMirror (`compact`, made at each `welcome`) and come out as
+ * "snapshot" and "delta" messages {t, tick, ack, state, compact: true} whose
+ * `state` is the whole mirror (no `patch`). A broken frame drops the mirror,
+ * sends `resync` and emits "compact_error" (err) until the next snapshot.
  *
  * `url` is where the connection is, or goes next: after a redirect, the node
  * that owns the room (reconnections go there first); `originUrl` is the url
@@ -157,6 +171,11 @@ export class Connection extends Emitter {
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.latency = { send: 0, recv: 0, jitter: 0, ...(options.latency ?? {}) };
     this.maxRedirects = options.maxRedirects ?? MAX_REDIRECTS;
+    this.sync = options.sync ?? this.helloExtra.sync ?? "state";
+    if (!SYNC_MODES.includes(this.sync)) {
+      throw new TypeError(`Connection: sync is "state", "intent" or "compact", got ${JSON.stringify(this.sync)}`);
+    }
+    if (this.sync === "compact") this.encoding = "msgpack"; // compact frames are binary
 
     this.status = Status.IDLE;
     this.welcome = null; // the latest welcome message
@@ -172,6 +191,9 @@ export class Connection extends Emitter {
     this.bytesOut = new RateMeter();
     this.totalBytesIn = 0;
     this.messagesIn = 0;
+    this.compact = null; // the CompactMirror of this session (sync "compact", after welcome)
+    this.compactErrors = 0; // broken compact frames seen (each one asks for a resync)
+    this._resyncAsked = false; // a resync for a broken compact frame is on its way
 
     this._ws = null;
     this._codec = null;
@@ -302,6 +324,8 @@ export class Connection extends Emitter {
       this._reached = true;
       this._setStatus(Status.JOINING);
       const hello = { t: "hello", v: 1, room: this.room, ...this.helloExtra };
+      if (this.sync !== "state") hello.sync = this.sync;
+      else delete hello.sync; // v1's default: a plain v1 hello
       if (this.name) hello.name = this.name;
       const token = this.token;
       if (token) hello.token = token;
@@ -314,6 +338,10 @@ export class Connection extends Emitter {
         this.bytesIn.add(size);
         this.totalBytesIn += size;
         this.messagesIn++;
+        if (isCompactFrame(ev.data)) {
+          this._receiveCompact(ev.data, ws);
+          return;
+        }
         let msg;
         try {
           msg = this._codec.decode(ev.data);
@@ -352,6 +380,8 @@ export class Connection extends Emitter {
         this.token = msg.token;
         this.attempts = 0;
         this.redirects = 0;
+        this._resyncAsked = false;
+        this.compact = this._compactMirror(msg);
         this._setStatus(Status.OPEN);
         this._startPing();
         break;
@@ -372,6 +402,48 @@ export class Connection extends Emitter {
       this._resolveWelcome(msg);
       this._resolveWelcome = this._rejectWelcome = null;
     }
+  }
+
+  /**
+   * A fresh mirror for the compact frames of the session a `welcome` opens
+   * (they start again with a snapshot, the first one at the next tick), or null
+   * when the server does not sync this connection compactly.
+   */
+  _compactMirror(welcome) {
+    const info = welcome.compact;
+    if (this.sync !== "compact" || !info || typeof info !== "object" || !this._codec?.unpack) return null;
+    if (info.v !== COMPACT_VERSION) console.warn(`arbiter: compact sync version ${info.v}, this client reads ${COMPACT_VERSION}`);
+    try {
+      return new CompactMirror(info.pos, this._codec.unpack);
+    } catch (err) {
+      console.warn("arbiter: unusable compact sync in welcome:", err.message);
+      return null;
+    }
+  }
+
+  /**
+   * A compact state frame: apply it to the mirror and pass it on as a
+   * `snapshot` or `delta` message carrying the whole mirror. A broken one
+   * drops the mirror and asks for a snapshot (`resync`), once until it comes.
+   */
+  _receiveCompact(data, ws) {
+    const mirror = this.compact;
+    if (!mirror) {
+      console.warn("arbiter: a compact frame on a connection that did not get compact in its welcome");
+      return;
+    }
+    let head;
+    try {
+      head = mirror.apply(data);
+    } catch (err) {
+      this.compactErrors++;
+      console.warn("arbiter: broken compact frame, the mirror is dropped until a snapshot:", err.message);
+      this.emit("compact_error", err);
+      if (!this._resyncAsked && this.send({ t: "resync" })) this._resyncAsked = true;
+      return;
+    }
+    if (head.kind === "snapshot") this._resyncAsked = false;
+    this._receive({ t: head.kind, tick: head.tick, ack: head.ack, state: mirror.state, compact: true }, ws);
   }
 
   /**
@@ -529,6 +601,7 @@ export async function makeCodec(encoding) {
     const { encode, decode } = await import("@msgpack/msgpack");
     return {
       subprotocol: SUBPROTOCOL_MSGPACK,
+      unpack: decode, // bytes (Uint8Array) -> value: the compact sync's REST sections
       encode: (msg) => encode(msg),
       decode: (data) => {
         if (typeof data === "string") throw new Error("text frame in a msgpack session");

@@ -8,7 +8,9 @@
 // Layers: Connection (the wire: hello/welcome, seq, ping/pong clock, reconnection
 // with the token, latency simulator), and on top of it RealtimeClient (state
 // mirror, prediction with your game's step function, reconciliation,
-// interpolation) or LockstepClient (setup, turns, checksums). This folder is
+// interpolation) or LockstepClient (setup, turns, checksums); compact.js reads
+// the compact sync's binary frames, intent.js extrapolates the intent sync's
+// moving cubes (both used by the layers above). This folder is
 // self-contained: it imports nothing from outside it (msgpack is loaded lazily,
 // by its bare name, only for the msgpack encoding), nothing from three.js, and
 // touches no DOM beyond sessionStorage. See docs/CLIENT.md.
@@ -27,7 +29,17 @@ export {
   CLOSE_ROOM_FULL,
   CLOSE_MOVED,
   MAX_REDIRECTS,
+  SYNC_MODES,
 } from "./connection.js";
+export {
+  CompactMirror,
+  CompactError,
+  COMPACT_MARKER,
+  COMPACT_VERSION,
+  isCompactFrame,
+  readCompactHeader,
+} from "./compact.js";
+export { extrapolate, isExtrapolated, roundMotion } from "./intent.js";
 export { RealtimeClient, MAX_MOVE_DT, MAX_ORDER_IDS, stepMove, glideMove } from "./realtime.js";
 export { LockstepClient } from "./lockstep.js";
 export { StateBuffer, TickClock } from "./interpolation.js";

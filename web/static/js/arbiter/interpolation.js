@@ -84,12 +84,17 @@ export class StateBuffer {
    * between them does so at the later frame. Before the first frame the first
    * one is used, after the last one the last one (a silent server means
    * nothing changed). Returns a Map id -> entity.
+   *
+   * `motion(entity, t)`, if given, places an entity that moves by itself (the
+   * intent sync's cubes): it returns the entity's [x, y, z] at tick t from the
+   * frame at or before t (or the first frame), or null to interpolate it.
    */
-  sample(t) {
+  sample(t, motion = null) {
     const frames = this.frames;
     if (!frames.length) return new Map();
-    if (t === null || t >= frames[frames.length - 1].tick) return frames[frames.length - 1].entities;
-    if (t <= frames[0].tick) return frames[0].entities;
+    const last = frames[frames.length - 1];
+    if (t === null || t >= last.tick) return placed(last.entities, t ?? last.tick, motion);
+    if (t <= frames[0].tick) return placed(frames[0].entities, t, motion);
     let i = frames.length - 2;
     while (i > 0 && frames[i].tick > t) i--;
     const a = frames[i];
@@ -97,6 +102,11 @@ export class StateBuffer {
     const f = (t - a.tick) / (b.tick - a.tick);
     const out = new Map();
     for (const [id, ea] of a.entities) {
+      const moved = motion?.(ea, t);
+      if (moved) {
+        out.set(id, { ...ea, pos: moved }); // its motion holds until b (a change comes in a state)
+        continue;
+      }
       const eb = b.entities.get(id);
       if (!eb || !ea.pos || !eb.pos) {
         out.set(id, ea); // gone by b (or no position): shown as it was until then
@@ -106,4 +116,17 @@ export class StateBuffer {
     }
     return out;
   }
+}
+
+/** `entities` with those `motion` places at tick t moved there (the same Map when none moves). */
+function placed(entities, t, motion) {
+  if (!motion) return entities;
+  let out = null;
+  for (const [id, e] of entities) {
+    const pos = motion(e, t);
+    if (!pos) continue;
+    out ??= new Map(entities);
+    out.set(id, { ...e, pos });
+  }
+  return out ?? entities;
 }

@@ -5,13 +5,17 @@
 // default the cube movement, the very function the server runs), reconciles
 // with the server (drops inputs up to `ack`, replays the rest, blends small
 // errors and snaps large ones), and interpolates everything else about 100 ms
-// in the past. It draws nothing: call view() once per frame and render what it
+// in the past. Any sync mode (`sync` option): the merge patches of "state",
+// the compact frames of "compact" (the connection turns them into the same
+// mirror), or the motions of "intent" (moving cubes extrapolated to the tick
+// drawn). It draws nothing: call view() once per frame and render what it
 // returns.
 
 import { Connection } from "./connection.js";
 import { Emitter } from "./emitter.js";
 import { applyMergePatch } from "./merge-patch.js";
 import { StateBuffer, TickClock } from "./interpolation.js";
+import { extrapolate, isExtrapolated, roundMotion } from "./intent.js";
 import { clamp, stepAvatar } from "./movement.js";
 
 const now = () => (globalThis.performance ? performance.now() : Date.now());
@@ -45,7 +49,7 @@ export function glideMove(pos, input, world) {
 
 /**
  * Options: everything Connection takes (url, room, name, encoding, latency,
- * ...), or `connection` to use one you made, plus
+ * sync, ...), or `connection` to use one you made, plus
  *   step (stepMove): step(pos, input, world) -> pos, applies one of your own
  *     inputs (the message as sent, with its seq) to your avatar's position
  *     [x, y, z] and returns the new position (a new array); it runs when the
@@ -78,6 +82,12 @@ export class RealtimeClient extends Emitter {
     this.sampleRate = options.sampleRate ?? 30;
     this.snapDistance = options.snapDistance ?? 2;
     this.blendTime = options.blendTime ?? 100;
+    // sync "intent": an entity in motion drawn where it is at the tick drawn (else null: interpolated)
+    this._motion = (e, tick) => {
+      if (!isExtrapolated(e) || !this.connection.rate || !this.world) return null;
+      const [x, z] = extrapolate(e, tick, this.connection.rate, this.world.speed);
+      return [x, e.pos[1], z];
+    };
 
     this.state = { entities: {}, players: {} }; // the authoritative mirror
     this.tick = null; // tick of the latest state message
@@ -136,6 +146,11 @@ export class RealtimeClient extends Emitter {
 
   get status() {
     return this.connection.status;
+  }
+
+  /** The sync mode asked for: "state", "intent" or "compact" (the `sync` option). */
+  get sync() {
+    return this.connection.sync;
   }
 
   /** The WebSocket url the connection is on (after a cluster's redirect, the room's node). */
@@ -245,11 +260,36 @@ export class RealtimeClient extends Emitter {
     return Math.max(0, Math.round(rt ?? this.tick ?? 0));
   }
 
-  /** The fractional server tick others are drawn at, or null before the first state. */
+  /**
+   * The fractional server tick others are drawn at, or null before the first
+   * state. With sync "intent" it runs on with the tick clock past the latest
+   * state (moving cubes move without messages); else it stops there.
+   */
   renderTick(t = now()) {
-    if (!this.interpolate || !this.tickClock || this.tickClock.base === null) return this.tick;
-    const delay = this.interpolationDelay + this.tickClock.spread;
-    return Math.min(this.tickClock.tickAt(t - delay), this.tick);
+    const clock = this.tickClock;
+    if (!clock || clock.base === null) return this.tick;
+    if (this.sync === "intent") {
+      if (!this.interpolate) return Math.max(clock.tickAt(t), this.tick);
+      return clock.tickAt(t - this.interpolationDelay - clock.spread);
+    }
+    if (!this.interpolate) return this.tick;
+    return Math.min(clock.tickAt(t - this.interpolationDelay - clock.spread), this.tick);
+  }
+
+  /**
+   * Where an entity of the mirror is at (fractional) server tick `tick`, by
+   * default the tick drawn now: [x, y, z]. With sync "intent" a cube in motion
+   * (`to` and `since`) is extrapolated (docs/PROTOCOL.md 11); otherwise it is
+   * its `pos`. `entity` is an entity map or its id.
+   */
+  positionAt(entity, tick = this.renderTick()) {
+    const e = typeof entity === "object" ? entity : this.state.entities[entity];
+    if (!e || !Array.isArray(e.pos)) return null;
+    if (this.sync === "intent" && tick !== null) {
+      const p = this._motion(e, tick);
+      if (p) return p;
+    }
+    return [...e.pos];
   }
 
   /** The render delay behind the newest state, ms (interpolationDelay + jitter). */
@@ -260,11 +300,12 @@ export class RealtimeClient extends Emitter {
   /**
    * Everything to draw at local time t: a Map id -> {kind, owner, pos: [x, y, z],
    * color, to?, predicted?}. Your avatar is predicted (when on), the rest
-   * interpolated (when on).
+   * interpolated (when on) at renderTick(t); with sync "intent", cubes in
+   * motion are where they are at that tick.
    */
   view(t = now()) {
     this.connection.pump(t);
-    const src = this.interpolate ? this.buffer.sample(this.renderTick(t)) : this.buffer.latest?.entities ?? new Map();
+    const src = this.buffer.sample(this.renderTick(t), this.sync === "intent" ? this._motion : null);
     const out = new Map(src);
     const id = this.avatarId;
     if (id !== null) {
@@ -354,7 +395,13 @@ export class RealtimeClient extends Emitter {
 
   _onState(msg, whole) {
     const t = now();
-    if (whole) {
+    if (this.sync === "intent") {
+      // MessagePack bodies for intent clients carry float32 (PROTOCOL.md 11): back to the 0.01 grid.
+      const ents = (whole ? msg.state : msg.patch)?.entities;
+      if (ents && typeof ents === "object") for (const e of Object.values(ents)) roundMotion(e);
+    }
+    if (whole || msg.compact) {
+      // a snapshot, or a compact frame: `state` is the connection's whole mirror
       this.state = msg.state && typeof msg.state === "object" ? msg.state : {};
     } else {
       this.state = applyMergePatch(this.state, msg.patch);
