@@ -14,6 +14,7 @@ client's frame is ``head + varuint(its ack) + sections`` (``frame_parts``).
 import struct
 
 import msgpack
+import numpy as np
 
 MARKER = 0xC1                 # never the first byte of a MessagePack value
 DELTA, SNAPSHOT = 0x01, 0x02
@@ -63,10 +64,15 @@ class CompactCodec:
     no compact player is left (the next one starts with a snapshot).
     """
 
-    def __init__(self, pos_bytes=2):
+    def __init__(self, pos_bytes=2, columns=None):
         self.width = pos_bytes
         self.limit = (1 << (8 * pos_bytes - 1)) - 1
         self._pos = "<" + ("h" if pos_bytes == 2 else "i")
+        # a columnar game's entities (arbiter/columns.py): their slot is their row, and
+        # their position changes come from the arrays (``advance``'s ``moves``)
+        self.columns = columns
+        self._moves_dtype = np.dtype([("s", "<u2"), ("x", self._pos[0] + self._pos[1]),
+                                      ("z", self._pos[0] + self._pos[1])])
         self.reset()
 
     def reset(self):
@@ -76,13 +82,19 @@ class CompactCodec:
         self.plain = set()       # keys of entities sent whole in REST (not slotted)
         self._free = []          # slots given back before this tick
         self._freed = []         # slots given back this tick (reusable from the next)
-        self._next = 0
+        self._next = 0 if self.columns is None else MAX_SLOTS   # columnar: from the top
         self._delta = b""
 
     # -- slots --------------------------------------------------------------------
     def _take_slot(self):
         if self._free:
             return self._free.pop()
+        if self.columns is not None:
+            # rows (the columnar entities' slots) count up from 0, these down from the top
+            if self._next < self.columns.n:
+                return None
+            self._next -= 1
+            return self._next + 1
         if self._next > MAX_SLOTS:
             return None
         slot = self._next
@@ -125,7 +137,10 @@ class CompactCodec:
             flags |= HAS_COLOR
             strings += _text(color)
         if slot is None:
-            slot = self._take_slot()
+            columns = self.columns
+            slot = columns.rows.get(key) if columns is not None else None
+            if slot is None:
+                slot = self._take_slot()
             if slot is None:
                 return False
         self.slots[key] = slot
@@ -139,14 +154,16 @@ class CompactCodec:
                 + struct.pack(self._pos[0] + 3 * self._pos[1], *q) + tail)
 
     # -- one tick ----------------------------------------------------------------------
-    def advance(self, patch):
-        """Take this tick's merge patch: update the slot table, build the delta."""
+    def advance(self, patch, moves=None):
+        """Take this tick's merge patch (and a columnar game's ``moves``: rows and their
+        new positions, from ``Columns.publish``): update the slot table, build the delta."""
         self._free.extend(self._freed)
         self._freed = []
         self.active = True
         appear, xz, xyz, to, stop, gone = [], [], [], [], [], []
         rest_entities = {}
         ents = patch.get("entities")
+        columns = self.columns
         if ents:
             slots = self.slots
             q = self._q
@@ -174,11 +191,15 @@ class CompactCodec:
                 if e is None:
                     del slots[key]
                     self.ys.pop(key, None)
-                    self._freed.append(slot)
+                    if columns is None or slot > self._next:
+                        self._freed.append(slot)     # a row is freed by the Columns
                     gone.append(slot)
                     continue
                 other = None
+                in_columns = columns is not None and key in columns.rows
                 for field, v in e.items():
+                    if field == "pos" and in_columns:
+                        continue                 # from the arrays (``moves``)
                     if field == "pos":
                         if isinstance(v, list) and len(v) == 3 and all(_number(c) for c in v):
                             qx, qy, qz = q(v[0]), q(v[1]), q(v[2])
@@ -204,7 +225,15 @@ class CompactCodec:
         rest = {k: v for k, v in patch.items() if k != "entities"}
         if rest_entities:
             rest["entities"] = rest_entities
-        self._delta = self._sections(appear, xz, xyz, to, stop, gone, rest)
+        extra = None
+        if moves is not None and len(moves[0]):
+            rows, qx, qz = moves
+            records = np.empty(len(rows), self._moves_dtype)
+            records["s"] = rows
+            records["x"] = qx
+            records["z"] = qz
+            extra = (records.tobytes(), len(rows))
+        self._delta = self._sections(appear, xz, xyz, to, stop, gone, rest, extra)
 
     def delta(self):
         """This tick's delta sections (after ``advance``)."""
@@ -227,7 +256,8 @@ class CompactCodec:
             if record is False:
                 if slot is not None:          # no longer fits a record: whole, in REST
                     del self.slots[key]
-                    self._freed.append(slot)
+                    if self.columns is None or slot > self._next:
+                        self._freed.append(slot)
                 self.plain.add(key)
                 rest_entities[key] = e
             else:
@@ -239,14 +269,15 @@ class CompactCodec:
             rest["entities"] = rest_entities
         return self._sections(appear, [], [], [], [], [], rest)
 
-    def _sections(self, appear, xz, xyz, to, stop, gone, rest):
+    def _sections(self, appear, xz, xyz, to, stop, gone, rest, moves=None):
         out = []
         p = self._pos[1]
         if appear:
             out.append(bytes((APPEAR,)) + varuint(len(appear)) + b"".join(appear))
-        if xz:
-            out.append(bytes((MOVE_XZ,)) + varuint(len(xz)) + struct.pack(
-                "<" + ("H" + 2 * p) * len(xz), *[v for r in xz for v in r]))
+        if xz or moves:
+            body, count = moves if moves else (b"", 0)
+            out.append(bytes((MOVE_XZ,)) + varuint(len(xz) + count) + struct.pack(
+                "<" + ("H" + 2 * p) * len(xz), *[v for r in xz for v in r]) + body)
         if xyz:
             out.append(bytes((MOVE,)) + varuint(len(xyz)) + struct.pack(
                 "<" + ("H" + 3 * p) * len(xyz), *[v for r in xyz for v in r]))

@@ -61,7 +61,8 @@ class RealtimeRoom(RoomBase):
         self._ids = ids or PlayerIds()
         self._entity_ids = itertools.count(1)
         self.game = game_factory(self)
-        self.compact = CompactCodec(pos_bytes_for(self.world.size))   # sync "compact"
+        self.compact = CompactCodec(pos_bytes_for(self.world.size),    # sync "compact"
+                                    columns=self.game.columns)
         self.failures = QuietLog(lambda: self.now, log, subject="room %s" % name)
         self.state.collect()
 
@@ -120,6 +121,7 @@ class RealtimeRoom(RoomBase):
             player.sent_ack = -1
         else:
             self.out.send(player, welcome)
+            self.game.flush_positions()
             self.out.send(player, {"t": "snapshot", "tick": self.tick, "ack": player.ack,
                                    "state": self.state.snapshot()})
             player.sent_ack = player.ack
@@ -203,6 +205,8 @@ class RealtimeRoom(RoomBase):
     def _state_body(self, kind, patch, tick, view):
         """(the map to encode, float32) of this tick's ``kind`` message for a sync view;
         for ``compact``, (the frame's sections, None) (arbiter/compact.py)."""
+        if kind == "snapshot":
+            self.game.flush_positions()
         if view == "compact":
             codec = self.compact
             return (codec.snapshot(self.state.snapshot()) if kind == "snapshot"
@@ -333,8 +337,16 @@ class RealtimeRoom(RoomBase):
                     node["ping"] = rtt
                 player.ping_reported_at = now
         self.game.on_state_tick(self.tick)
+        # a columnar game's positions: into the state map only if a merge-patch client
+        # is here; the compact sync takes them from the arrays
+        flush = False
+        for player in self.players.values():
+            if player.connected and player.sync != "compact":
+                flush = True
+                break
+        moves = self.game.sync_positions(flush)
         patch = self.state.collect()
-        self._advance_compact(patch)
+        self._advance_compact(patch, moves)
         # who gets what is decided here; the outbox only encodes (once per kind,
         # encoding and view), splices each player's ack in and writes
         out = self.out
@@ -356,7 +368,7 @@ class RealtimeRoom(RoomBase):
         for player in out.send_state(self, self.tick, deliveries, bodies) or ():
             self.request_snapshot(player)        # could not be encoded: a snapshot next time
 
-    def _advance_compact(self, patch):
+    def _advance_compact(self, patch, moves=None):
         """Keep the compact codec's slot table in step while compact players are here;
         a fresh table starts with a snapshot for each of them."""
         codec = self.compact
@@ -368,7 +380,7 @@ class RealtimeRoom(RoomBase):
                     player.needs_snapshot = True
         if wanted:
             if codec.active:
-                codec.advance(patch)
+                codec.advance(patch, moves)
         elif codec.active:
             codec.reset()
 

@@ -39,31 +39,32 @@ def test_set_leaf_tracks_like_setitem(script):
             assert mirror == root.snapshot()
 
 
-def test_inlined_cube_step_matches_movement():
-    """CubeGame.step's inlined arithmetic equals step_toward + round2 bit for bit."""
-    from arbiter.games import cubes
-
-    class Node(dict):
-        def set_leaf(self, k, v):
-            self[k] = v
-
-    class FakeWorld:
-        speed = 5.0
+def test_columnar_cube_step_matches_movement():
+    """Columns.step (every moving cube in one NumPy pass) equals step_toward + round2 on
+    each cube, bit for bit, over many steps; arrivals stop exactly at the target."""
+    from arbiter.columns import Columns
 
     rng = random.Random(7)
-    game = cubes.CubeGame.__new__(cubes.CubeGame)
-    game.world = FakeWorld()
-    for _ in range(2000):
+    cols = Columns(capacity=4)          # grows while rows are added
+    exact = {}
+    for i in range(2000):
         x, z = rng.uniform(-50, 50), rng.uniform(-50, 50)
+        row = cols.add(str(i), None, round2(x), 0.5, round2(z))
+        cols.x[row], cols.z[row] = x, z                     # an unrounded exact position
         to = [round2(rng.uniform(-50, 50)), round2(rng.uniform(-50, 50))]
         if rng.random() < 0.1:
             to = [round2(x + rng.uniform(-0.3, 0.3)), round2(z)]
-        cube = cubes.Cube(1, "p1", x, z, Node())
-        cube.to = to
-        game.moving = {1: cube}
-        cube.node["to"] = to
-        game.step(0.05)
-        ex, ez, done = step_toward(x, z, to[0], to[1], 0.25)
-        assert (cube.x, cube.z) == (ex, ez)
-        assert repr(cube.node["pos"]) == repr([round2(ex), cubes.Y, round2(ez)])
-        assert (1 in game.moving) == (not done)
+        if rng.random() < 0.9:
+            cols.target(row, to[0], to[1])
+            exact[row] = (x, z, to, False)
+    for _ in range(30):
+        arrived = set(cols.step(0.25).tolist())
+        for row, (x, z, to, done) in list(exact.items()):
+            if done:
+                continue
+            ex, ez, now_done = step_toward(x, z, to[0], to[1], 0.25)
+            exact[row] = (ex, ez, to, now_done)
+            assert (float(cols.x[row]), float(cols.z[row])) == (ex, ez)
+            assert cols.position(row) == (round2(ex), round2(ez))
+            assert (row in arrived) == now_done
+            assert bool(cols.moving[row]) == (not now_done)

@@ -27,6 +27,8 @@ class Game:
     input_checks = {}
     #: None, or ``intent_view(kind, src, tick)``: what ``sync: "intent"`` clients get
     intent_view = None
+    #: None, or the arbiter.columns.Columns holding the game's entity positions
+    columns = None
 
     def __init__(self, room):
         self.room = room
@@ -58,6 +60,15 @@ class Game:
 
     def on_state_tick(self, tick):
         """Called once per state tick, before the patch is collected."""
+
+    def sync_positions(self, flush):
+        """A columnar game (``columns``): called on each state tick before the patch is
+        collected; returns ``columns.publish()`` and, with ``flush``, writes the
+        positions into the state map (docs/GAMES.md). Others: None."""
+        return None
+
+    def flush_positions(self):
+        """A columnar game: write its positions into the state map (before a snapshot)."""
 
     def take_corrections(self):
         """Corrections queued by rules since the last call (sent after each tick)."""

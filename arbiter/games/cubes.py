@@ -7,6 +7,7 @@ from collections import deque
 
 from zope.interface import implementer
 
+from arbiter.columns import Columns
 from arbiter.games.base import Game
 from arbiter.interfaces import IGame
 from arbiter.movement import round2, step_avatar, step_toward
@@ -35,16 +36,15 @@ def extrapolate(entity, tick, rate, speed):
 
 
 class Cube:
-    """The server's own exact record of a cube; the state map holds rounded copies."""
+    """A cube: its row in the game's Columns (position, target) and its state-map node."""
 
-    __slots__ = ("id", "key", "owner", "x", "z", "to", "node")
+    __slots__ = ("id", "key", "owner", "row", "to", "node")
 
-    def __init__(self, id, owner, x, z, node):
+    def __init__(self, id, owner, row, node):
         self.id = id
         self.key = str(id)
         self.owner = owner
-        self.x = x
-        self.z = z
+        self.row = row
         self.to = None
         self.node = node
 
@@ -56,7 +56,9 @@ class CubeGame(Game):
     def __init__(self, room):
         super().__init__(room)
         self.entities = self.state["entities"]
+        self.columns = Columns()  # the cubes' positions and targets (arbiter/columns.py)
         self.cubes = {}          # id -> Cube
+        self.by_row = {}         # Columns row -> Cube
         self.moving = {}         # id -> Cube with a target
         self.by_key = {}         # str(id) -> Cube (state map keys)
         self.retargeted = {}     # str(id) -> room.tick when its last order was applied
@@ -140,10 +142,14 @@ class CubeGame(Game):
             at = [self.room.rng.uniform(-half, half), self.room.rng.uniform(-half, half)]
         x, z = round2(at[0]), round2(at[1])
         eid = self.room.new_entity_id()
-        self.entities[str(eid)] = {"kind": "cube", "owner": player.id, "pos": [x, Y, z],
-                                   "color": self.colors.get(player.id, PALETTE[0])}
-        cube = self.cubes[eid] = Cube(eid, player.id, x, z, self.entities[str(eid)])
-        self.by_key[cube.key] = cube
+        key = str(eid)
+        self.entities[key] = {"kind": "cube", "owner": player.id, "pos": [x, Y, z],
+                              "color": self.colors.get(player.id, PALETTE[0])}
+        node = self.entities[key]
+        row = self.columns.add(key, node, x, Y, z)
+        cube = self.cubes[eid] = Cube(eid, player.id, row, node)
+        self.by_key[key] = cube
+        self.by_row[row] = cube
         return None
 
     def _delete(self, player, msg):
@@ -154,6 +160,8 @@ class CubeGame(Game):
         return None
 
     def _remove_cube(self, cube):
+        self.columns.remove(cube.key)
+        self.by_row.pop(cube.row, None)
         self.cubes.pop(cube.id, None)
         self.moving.pop(cube.id, None)
         self.by_key.pop(cube.key, None)
@@ -172,9 +180,11 @@ class CubeGame(Game):
             return Reject(codes.OUT_OF_BOUNDS, "target %r is outside the plane" % (to,))
         to = [round2(to[0]), round2(to[1])]
         tick = self.room.tick
+        columns = self.columns
         for cube in cubes:
             cube.to = to
             cube.node["to"] = to
+            columns.target(cube.row, to[0], to[1])
             self.moving[cube.id] = cube
             self.retargeted[cube.key] = tick
         return None
@@ -203,37 +213,26 @@ class CubeGame(Game):
         return None
 
     # -- simulation -----------------------------------------------------------
-    def step(self, dt, _sqrt=math.sqrt, _floor=math.floor):
-        # arbiter.movement.step_toward and round2, inlined (the same float
-        # operations in the same order: this loop runs for every moving cube on
-        # every tick)
-        dist = self.world.speed * dt
-        arrived = []
-        for cube in self.moving.values():
-            tx, tz = cube.to
-            x = cube.x
-            z = cube.z
-            ddx = tx - x
-            ddz = tz - z
-            remaining = _sqrt(ddx * ddx + ddz * ddz)
-            if remaining <= dist or remaining == 0:
-                x = tx
-                z = tz
-                arrived.append(cube)
-            else:
-                f = dist / remaining
-                x = x + ddx * f
-                z = z + ddz * f
-            cube.x = x
-            cube.z = z
-            cube.node.set_leaf("pos", [
-                _floor(x * 100 + 0.5) / 100 if x >= 0 else -(_floor(-x * 100 + 0.5) / 100),
-                Y,
-                _floor(z * 100 + 0.5) / 100 if z >= 0 else -(_floor(-z * 100 + 0.5) / 100)])
-        for cube in arrived:
+    def step(self, dt):
+        # every moving cube in one pass over the arrays (arbiter/columns.py: the same
+        # float operations as movement.step_toward and round2)
+        for row in self.columns.step(self.world.speed * dt).tolist():
+            cube = self.by_row[row]
             cube.to = None
             del cube.node["to"]
             del self.moving[cube.id]
+
+    def sync_positions(self, flush):
+        """The room's state tick: the cubes whose rounded position changed, for the
+        compact sync; with ``flush``, written into the state map too (for merge patches)."""
+        moves = self.columns.publish()
+        if flush:
+            self.columns.flush()
+        return moves
+
+    def flush_positions(self):
+        """Bring the state map's cube positions up to date (before a snapshot)."""
+        self.columns.flush()
 
     def tick_rules(self, sim_tick):
         if self.recenter_every and sim_tick % self.recenter_every == 0:
@@ -252,12 +251,11 @@ class CubeGame(Game):
             if len(cubes) < 2:
                 continue
             cube = cubes[1]
-            cube.x = cube.z = 0.0
+            self.columns.place(cube.row, 0.0, 0.0)
             if cube.to is not None:
                 cube.to = None
                 del cube.node["to"]
                 self.moving.pop(cube.id, None)
-            cube.node["pos"] = [0.0, Y, 0.0]
             player = self.room.players.get(pid)
             self.pending_corrections[(pid, cube.id)] = Correction(
                 pid, cube.id, [0.0, Y, 0.0], "recenter", player.ack if player else 0)
