@@ -64,6 +64,16 @@ class Bot(ArbiterClient):
         elif t == "error" and msg.get("code") != MOVED:     # a redirect is no error
             self.test.errors[msg.get("code")] += 1
 
+    def _on_compact(self, payload):
+        # sync "compact": ArbiterClient's CompactMirror applies the frame (the cost a
+        # real client pays per update); the rest is counting
+        self.msgs_in += 1
+        if super()._on_compact(payload) is None:
+            return
+        self.window_updates += 1
+        if self.pending and self.pending[0][0] <= self.ack:
+            self._acked(self.ack)
+
     def _acked(self, ack):
         now = time.perf_counter()
         pending = self.pending

@@ -5,6 +5,7 @@ from os import urandom
 
 import msgpack
 
+from arbiter.compact import MARKER, read_header
 from protocols.client import ArbiterClientProtocol, open_socket
 from protocols.framing import FrameReader, frame, write_now
 
@@ -20,6 +21,11 @@ def peek_ack(payload, is_binary):
     if not is_binary:
         m = _JSON_HEAD.match(payload)
         return int(m.group(1)) if m else None
+    if payload[0] == MARKER:             # a compact frame: the ack is in its header
+        try:
+            return read_header(payload)[2]
+        except ValueError:
+            return None
     u = msgpack.Unpacker(raw=False)
     u.feed(payload)
     try:

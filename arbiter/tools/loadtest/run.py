@@ -1,9 +1,11 @@
 """LoadTest: one bounded run (join, spawn, warm up, measure, report)."""
 
 import collections
+import json
 import os
 import random
 import sys
+import threading
 import time
 
 from twisted.internet import defer, task
@@ -14,9 +16,25 @@ from arbiter.tools.loadtest.bot import Bot
 from arbiter.tools.loadtest.fast import _open
 from arbiter.tools.loadtest.stats import ProcSampler, _r, cpu_times, len_msgs, percentile
 
-__all__ = ["ENCODINGS", "LoadTest"]
+__all__ = ["ENCODINGS", "LoadTest", "SYNCS", "loadgen_why"]
 
 ENCODINGS = {"json": wire.JSON, "msgpack": wire.MSGPACK}
+SYNCS = ("state", "intent", "compact")
+
+
+def loadgen_why(f):
+    """Why one load generator process measured itself rather than the server (its
+    figures: ``loadgen_cpu``, ``loadgen_lag_p99_ms``, ``orders_per_s`` and
+    ``orders_target_per_s``): a list of reasons, empty when it kept up."""
+    why = []
+    if f["loadgen_cpu"] >= 0.9:
+        why.append("CPU %.2f >= 0.9 cores" % f["loadgen_cpu"])
+    if (f["loadgen_lag_p99_ms"] or 0) > 50:
+        why.append("event loop lateness p99 %.0f ms > 50 ms" % f["loadgen_lag_p99_ms"])
+    if f["orders_per_s"] < 0.95 * f["orders_target_per_s"]:
+        why.append("orders sent %.0f/s < 95%% of %.0f/s" % (f["orders_per_s"],
+                                                           f["orders_target_per_s"]))
+    return why
 
 
 class LoadTest:
@@ -46,13 +64,17 @@ class LoadTest:
         self._last = None
         self._lag = []
         self._lag_expected = None
+        self.worker = getattr(opts, "worker", None)     # --procs: this worker's index
+        self.first = getattr(opts, "first_bot", 0) or 0
+        self._stdin = sys.stdin     # worker: where the parent's start line comes from
 
     # -- phases -------------------------------------------------------------------
     @defer.inlineCallbacks
     def run(self):
         o = self.o
         result = {"N": o.clients, "R": o.room_size, "encoding": o.encoding, "url": o.url,
-                  "sync": o.sync, "decode_every": o.decode_every}
+                  "sync": o.sync, "decode_every": o.decode_every, "procs": 1,
+                  "loadgen_cpus": getattr(o, "cpu_list", None)}
         if self.server:
             result["rss_idle_mb"] = self.server.rss_mb()
         progress = task.LoopingCall(self.progress)
@@ -70,17 +92,21 @@ class LoadTest:
                     self.failed, "; last: %s" % self.last_failure if self.last_failure else ""))
             self.phase = "spawning"
             yield self.spawn_all(live)
+            # the orders start at ``t0`` (monotonic; with --procs, the parent's time,
+            # the same in every worker), the window at t0 + warm-up
+            t0 = yield self.ready(live)
             self.phase = "warm-up"
             for b in live:
                 loop = b.orders_loop = task.LoopingCall(b.send_order)
                 loop.clock = self.reactor
-                self.reactor.callLater(self.rng.uniform(0, o.order_interval),
+                self.reactor.callLater(self._until(t0) + self.rng.uniform(0, o.order_interval),
                                        loop.start, o.order_interval, True)
-            yield task.deferLater(self.reactor, o.warmup, lambda: None)
+            yield task.deferLater(self.reactor, self._until(t0 + o.warmup), lambda: None)
             self.phase = "window"
             start = self._sample(live)
             self.measuring = True
-            yield task.deferLater(self.reactor, o.duration, lambda: None)
+            yield task.deferLater(self.reactor, self._until(t0 + o.warmup + o.duration),
+                                  lambda: None)
             end = self._sample(live)
             self.measuring = False
             if self.server:
@@ -98,10 +124,37 @@ class LoadTest:
             yield self.close_all()
         return result
 
+    @staticmethod
+    def _until(t):
+        """Seconds from now to monotonic time ``t`` (0 if past)."""
+        return max(0.0, t - time.monotonic())
+
+    def ready(self, live):
+        """The monotonic time the orders start: now, or, for a worker of --procs, the
+        time the parent gives once every worker has joined (a line on stdin)."""
+        if self.worker is None:
+            return defer.succeed(time.monotonic())
+        self.out.write(json.dumps({"ready": self.worker, "joined": len(live)}) + "\n")
+        self.out.flush()
+        self.phase = "ready"
+
+        def started(line):
+            try:
+                return float(json.loads(line)["start"])
+            except Exception:
+                raise RuntimeError("no start from the parent process (got %r)" % (line,))
+        d = defer.Deferred()
+
+        def read():             # a daemon thread: it never holds the process up
+            line = self._stdin.readline()
+            self.reactor.callFromThread(d.callback, line)
+        threading.Thread(target=read, name="start-line", daemon=True).start()
+        return d.addCallback(started)
+
     def join_all(self):
         sem = defer.DeferredSemaphore(self.o.concurrency)
         ds = []
-        for i in range(self.o.clients):
+        for i in range(self.first, self.first + self.o.clients):
             room = "%s-%d" % (self.o.room_prefix, i // self.o.room_size)
             ds.append(sem.run(self.join_one, i, room))
         d = defer.DeferredList(ds, consumeErrors=True)
@@ -186,6 +239,7 @@ class LoadTest:
             "loadgen_lag_p99_ms": _r(percentile(lags, 99)),
             "rejects": dict(self.rejects),
             "errors": dict(self.errors),
+            "broken_frames": sum(x.broken_frames for x in self.bots),
         }
         # how busy each CPU was, and with work that was neither the server's nor ours
         # (this machine may be shared: such runs do not compare)
@@ -194,10 +248,22 @@ class LoadTest:
             if name in a["cpus"]:
                 busy = (b["cpus"][name][0] - a["cpus"][name][0]) / clk / wall
                 f["%s_busy" % name] = round(busy, 3)
-        if "cpu0_busy" in f and "cpu1_busy" in f and f["cpu"] is not None:
-            f["other_cpu"] = round(f["cpu0_busy"] + f["cpu1_busy"] - f["cpu"] - f["loadgen_cpu"], 3)
-        f["loadgen_bound"] = bool(f["loadgen_cpu"] >= 0.9 or (f["loadgen_lag_p99_ms"] or 0) > 50
-                                  or f["orders_per_s"] < 0.95 * f["orders_target_per_s"])
+        if f["cpu"] is not None and "cpu0_busy" in f:
+            f["other_cpu"] = other_cpu(f, f["cpu"] + f["loadgen_cpu"])
+        why = loadgen_why(f)
+        f["loadgen_bound"] = bool(why)
+        f["loadgen_why"] = why
+        f["loadgen_bottleneck"] = bottleneck([(None, why)])
+        if self.worker is not None:
+            # what the parent merges: the raw samples, not their percentiles
+            f["raw"] = {
+                "worker": self.worker, "pid": os.getpid(), "wall": wall,
+                "bytes": sum(bytes_), "ups": [round(u, 3) for u in ups],
+                "latencies": [round(x, 3) for x in self.latencies],
+                "lags": [round(x, 3) for x in lags],
+                "rooms": sorted({x.room for x in live}),
+                "msgs": b["msgs"] - a["msgs"], "orders": b["orders"] - a["orders"],
+            }
         return f
 
     def close_all(self):
@@ -226,7 +292,8 @@ class LoadTest:
             dt = snap[0] - self._last[0]
             conn = sum(1 for b in live if b.close_code is None)
             recent = self.latencies[self._last[5]:]
-            line = ("[%5.1fs %-8s] conn %d/%d fail %d rooms %d | in %.0f msg/s %.1f kB/s "
+            line = ("" if self.worker is None else "w%d " % self.worker) + (
+                    "[%5.1fs %-8s] conn %d/%d fail %d rooms %d | in %.0f msg/s %.1f kB/s "
                     "| out %.0f msg/s | lat p50 %s p99 %s ms | upd %.1f/s per client" % (
                         time.monotonic() - self.t0, self.phase, conn, self.o.clients,
                         self.failed, len({b.room for b in live}),
@@ -234,10 +301,27 @@ class LoadTest:
                         (snap[3] - self._last[3]) / dt, _r(percentile(recent, 50)),
                         _r(percentile(recent, 99)),
                         (snap[4] - self._last[4]) / dt / max(1, conn)))
-            self.err.write(line + ("\r" if self.err.isatty() else "\n"))
+            self.err.write(line + ("\r" if self.err.isatty() and self.worker is None else "\n"))
             self.err.flush()
         self._last = snap
 
+
+
+def other_cpu(f, ours):
+    """CPU (cores, all CPUs) used by anything but the server and the load generator
+    (``ours``: their cores) over the window, from the ``cpuN_busy`` figures."""
+    return round(sum(v for k, v in f.items() if k.startswith("cpu") and k.endswith("_busy"))
+                 - ours, 3)
+
+
+def bottleneck(procs):
+    """A sentence saying the load generator, not the server, was the bottleneck, and
+    which process (``procs``: (label or None, reasons) per process); None if none was."""
+    bound = [(label, why) for label, why in procs if why]
+    if not bound:
+        return None
+    return "the load generator, not the server, is the bottleneck: " + "; ".join(
+        ("%s: " % label if label else "") + ", ".join(why) for label, why in bound)
 
 
 def _bounded(d, timeout, reactor):
