@@ -7,14 +7,16 @@ point by point.
     python bench/run.py                              # the matrix, one pass, msgpack
     python bench/run.py --passes 3 --colyseus        # alternate with bench/colyseus
     python bench/run.py --points 400:8 100:100 --encoding json
+    python bench/run.py --points 100:100 --sync compact --loadgen-procs 3 --loadgen-cpus 1-3
 
 For each point: the server (``python -m arbiter`` with the workload's world:
 plane 100 x 100, cube speed 5, rooms of R) starts pinned to CPU 0, then
-``arbiter-loadtest`` runs pinned to CPU 1 and samples the server's CPU and RSS
-from /proc over its window. With ``--colyseus`` (the harness in bench/colyseus,
-after ``npm ci --prefix bench/colyseus``; or ``--colyseus DIR`` for another
-copy of it), ``run.sh N R`` of the harness runs right after each Arbiter
-point. Every run is appended to bench/results/<stamp>.jsonl; at the end a
+``arbiter-loadtest`` runs pinned to CPU 1 (``--loadgen-cpus``; in
+``--loadgen-procs`` worker processes, one per CPU of that list round-robin) and
+samples the server's CPU and RSS from /proc over its window. With ``--colyseus``
+(the harness in bench/colyseus, after ``npm ci --prefix bench/colyseus``; or
+``--colyseus DIR`` for another copy of it), ``run.sh N R`` of the harness runs
+right after each Arbiter point. Every run is appended to bench/results/<stamp>.jsonl; at the end a
 table of medians per point (and arbiter/Colyseus ratios) is printed.
 """
 
@@ -83,7 +85,8 @@ def run_arbiter(n, r, args):
         if port is None:
             raise RuntimeError("server did not start")
         time.sleep(0.5)
-        lt = ["taskset", "-c", "1", sys.executable, "-m", "arbiter.tools.loadtest",
+        lt = ["taskset", "-c", args.loadgen_cpus, sys.executable, "-m",
+              "arbiter.tools.loadtest",
               "--url", "ws://127.0.0.1:%d/ws" % port, "-n", str(n), "-r", str(r),
               "--encoding", args.encoding, "--warmup", str(args.warmup),
               "--duration", str(args.duration), "--server-pid", str(server.pid), "-q"]
@@ -91,6 +94,8 @@ def run_arbiter(n, r, args):
             lt += ["--sync", args.sync]
         if args.decode_every != 1:
             lt += ["--decode-every", str(args.decode_every)]
+        if args.loadgen_procs > 1:
+            lt += ["--procs", str(args.loadgen_procs), "--cpus", args.loadgen_cpus]
         limit = 60 * 2 + args.warmup + args.duration + 30
         p = subprocess.run(lt, capture_output=True, text=True, timeout=limit, cwd=ROOT)
         if p.returncode != 0 or not p.stdout.strip():
@@ -185,7 +190,14 @@ def main(argv=None):
     p.add_argument("--points", nargs="*", default=DEFAULT_POINTS, help="N:R points")
     p.add_argument("--passes", type=int, default=1)
     p.add_argument("--encoding", default="msgpack", choices=("json", "msgpack"))
-    p.add_argument("--sync", default="state", choices=("state", "intent"))
+    p.add_argument("--sync", default="state", choices=("state", "intent", "compact"),
+                   help="the bots' sync mode (compact needs --encoding msgpack)")
+    p.add_argument("--loadgen-procs", type=int, default=1, metavar="K",
+                   help="arbiter-loadtest --procs K: the bots in K processes (for rooms one "
+                        "process cannot decode; see docs/LOADTEST.md)")
+    p.add_argument("--loadgen-cpus", default="1", metavar="LIST",
+                   help="CPUs of the load generator (taskset style; default 1); with "
+                        "--loadgen-procs, its workers are pinned one per CPU round-robin")
     p.add_argument("--decode-every", type=int, default=1, metavar="K",
                    help="NOT the scenario: only every K-th bot decodes (a server probe; "
                         "passed to Colyseus as DECODE_EVERY too)")
@@ -209,6 +221,10 @@ def main(argv=None):
     p.add_argument("--summarize", nargs="+", metavar="FILE",
                    help="only print the table of these results files")
     args = p.parse_args(argv)
+    if args.sync == "compact" and args.encoding != "msgpack":
+        p.error("--sync compact needs --encoding msgpack")
+    if args.loadgen_procs < 1:
+        p.error("--loadgen-procs must be at least 1")
     if args.summarize:
         print(summarize(args.summarize, args.max_other))
         return 0
@@ -248,10 +264,12 @@ def main(argv=None):
                     row["server"] = name
                     with open(out, "a") as f:
                         f.write(json.dumps(row) + "\n")
-                    print("%s pass %d %s %s try %d other=%s accepted=%s: %s" % (
+                    print("%s pass %d %s %s try %d other=%s accepted=%s: %s%s" % (
                         row["at"], pas, pt, name, attempt, other, row["accepted"],
                         row.get("error") or " ".join(
-                            "%s=%s" % (k, row.get(k)) for k, _, _ in COLUMNS)),
+                            "%s=%s" % (k, row.get(k)) for k, _, _ in COLUMNS),
+                        " LOADGEN-BOUND (%s)" % "; ".join(row.get("loadgen_why") or [])
+                        if row.get("loadgen_bound") else ""),
                         file=sys.stderr, flush=True)
                     if row["accepted"] or attempt == args.tries:
                         results.append(row)
