@@ -2,13 +2,16 @@
 // (three.js) and to the page's controls. Everything network-related lives in
 // the client library (../arbiter/); this file is UI.
 
-import { RealtimeClient } from "../arbiter/index.js";
+import { RealtimeClient, SYNC_MODES } from "../arbiter/index.js";
 import { $, DIRECTION_KEYS, latencyControls, listenKeys, makeLog, msText, NO_COLOR, params, renderPlayers, setText } from "./common.js";
 import { WorldView } from "./scene.js";
 
 const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const room = ROOM_RE.test(params.get("room") ?? "") ? params.get("room") : "main";
-const encoding = params.get("enc") === "msgpack" ? "msgpack" : "json";
+// The sync mode (docs/PROTOCOL.md 11, 20): compact unless ?sync=state or ?sync=intent.
+const sync = SYNC_MODES.includes(params.get("sync")) ? params.get("sync") : "compact";
+// compact frames are binary: always msgpack; the others take ?enc=msgpack (default JSON)
+const encoding = sync === "compact" || params.get("enc") === "msgpack" ? "msgpack" : "json";
 const NAME_KEY = "arbiter.name";
 const DRAG_PX = 5;
 
@@ -265,6 +268,7 @@ function updateOverlay(t) {
   setText("o-corr", String(client.correctionsPerSecond(t)));
   setText("o-bytes", String(Math.round(c.bytesIn.perSecond(t))));
   setText("o-delay", client.interpolate ? `${Math.round(client.renderDelay)} ms` : "off");
+  setText("o-sync", syncText(c));
   showNode(c);
 
   const players = Object.entries(client.state.players ?? {});
@@ -282,6 +286,13 @@ function updateOverlay(t) {
       score: `${p.score} · ${p.ping} ms`,
     })),
   );
+}
+
+// The sync mode in use: what was asked for, unless a server without the compact sync
+// answered with plain state messages.
+function syncText(c) {
+  if (c.sync === "compact" && c.welcome && !c.compact) return "state (no compact)";
+  return c.sync;
 }
 
 // In a cluster the room may live on another node than the one that served the page:
@@ -342,7 +353,7 @@ async function main() {
   $("room-name").textContent = `· ${room}`;
   updateButtons();
   const name = await askName();
-  client = new RealtimeClient({ room, name, encoding });
+  client = new RealtimeClient({ room, name, encoding, sync });
   hook.client = client;
   setupControls();
   client.on("status", (status, detail) => {
