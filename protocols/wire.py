@@ -71,11 +71,57 @@ def _bad_text(v):
     return None
 
 
+def _plain(obj, depth):
+    """True when ``obj`` (a map or a list at ``depth``) is plain data: the quick check,
+    without the paths an error names (``check_plain`` finds those when it fails)."""
+    if depth > MAX_DEPTH:
+        return False
+    if type(obj) is dict:
+        for k, v in obj.items():
+            if type(k) is not str or (not k.isascii() and _bad_text(k)):
+                return False
+            t = type(v)
+            if t is str:
+                if not v.isascii() and _bad_text(v):
+                    return False
+            elif t is int:
+                if not -MAX_INT <= v <= MAX_INT:
+                    return False
+            elif t is float:
+                if v - v != 0:                  # NaN or an infinity
+                    return False
+            elif t is dict or t is list:
+                if not _plain(v, depth + 1):
+                    return False
+            elif v is not None and t is not bool:
+                return False
+        return True
+    for v in obj:
+        t = type(v)
+        if t is str:
+            if not v.isascii() and _bad_text(v):
+                return False
+        elif t is int:
+            if not -MAX_INT <= v <= MAX_INT:
+                return False
+        elif t is float:
+            if v - v != 0:
+                return False
+        elif t is dict or t is list:
+            if not _plain(v, depth + 1):
+                return False
+        elif v is not None and t is not bool:
+            return False
+    return True
+
+
 def check_plain(obj):
     """Raise ``bad_message`` unless ``obj`` is plain data any client can be sent
     back: maps with string keys, lists, valid Unicode strings, finite floats,
     integers within +-(2^53 - 1), booleans and null, at most MAX_DEPTH deep.
     The error names the field (``config.colors[2]``) and what was wrong."""
+    if _plain(obj, 1):
+        return
     stack = [(obj, "", 1)]
     pop = stack.pop
     push = stack.append
