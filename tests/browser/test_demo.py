@@ -316,9 +316,10 @@ def test_tag_out_of_reach_is_a_miss(players, room):
 
 
 def test_msgpack_and_json_pages_share_a_room(players, room):
-    """A page on the msgpack subprotocol and one on JSON see each other's cubes."""
-    a = players(room, "Alice", enc="msgpack")
-    b = players(room, "Bob")
+    """A page on the msgpack subprotocol and one on JSON see each other's cubes (both on
+    the state sync: the demo's default, compact, is msgpack only)."""
+    a = players(room, "Alice", enc="msgpack", sync="state")
+    b = players(room, "Bob", sync="state")
     assert a.js("window.arbiterDemo.client.connection._ws.protocol") == "arbiter.v1.msgpack"
     assert b.js("window.arbiterDemo.client.connection._ws.protocol") == "arbiter.v1.json"
     cube = spawn_cube(a)
