@@ -382,7 +382,20 @@ class CompactMirror:
                 apply_merge_patch(self.state, msgpack.unpackb(
                     bytes(r.take(r.varuint())), raw=False, strict_map_key=False))
                 continue
-            for _ in range(r.varuint()):
+            count = r.varuint()
+            if tag == MOVE_XZ:
+                # the common section, read whole: (slot, x, z) records
+                fmt = "<H" + 2 * p
+                size = struct.calcsize(fmt)
+                slots = self.slots
+                for slot, x, z in struct.iter_unpack(fmt, bytes(r.take(count * size))):
+                    key = slots.get(slot)
+                    e = ents.get(key) if key is not None else None
+                    if e is None:
+                        raise CompactError("slot %d names no entity" % slot)
+                    e["pos"] = [x / 100, e["pos"][1], z / 100]
+                continue
+            for _ in range(count):
                 if tag == APPEAR:
                     (slot,) = r.unpack("<H")
                     key = str(r.varuint())
