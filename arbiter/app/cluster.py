@@ -211,7 +211,7 @@ class RedisDirectory(Service):
         self._progress = {}          # node id -> (its card's "at", when we saw it change)
         self.reachable = None        # None until the first heartbeat answers
         self.failures = QuietLog(reactor.seconds, log)
-        self.commands = 0            # Redis calls this node made (bench/cluster.py)
+        self.commands = 0            # Redis calls this node made
         self._pending = {}           # rpc request id -> Deferred
         self._beat = None
         self._beating = None
