@@ -181,7 +181,7 @@ class RealtimeRoom(RoomBase):
         """Setup is over (an API room's lobby): inputs are taken from now on."""
         phases.set_phase(self, phases.RUNNING)
 
-    def _state_for(self, player, patch, congested):
+    def _state_for(self, player, changed, congested):
         """This state tick's message to ``player``: (kind, ack, sync view), or None.
 
         A player whose connection is ``congested`` is skipped and gets a snapshot
@@ -195,7 +195,7 @@ class RealtimeRoom(RoomBase):
         if player.needs_snapshot:
             kind = "snapshot"
             player.needs_snapshot = False
-        elif patch or player.ack != player.sent_ack:
+        elif changed or player.ack != player.sent_ack:
             kind = "delta"
         else:
             return None
@@ -347,6 +347,9 @@ class RealtimeRoom(RoomBase):
         moves = self.game.sync_positions(flush)
         patch = self.state.collect()
         self._advance_compact(patch, moves)
+        # something to send: the patch, or positions that moved in a columnar game's
+        # arrays without being written into the map (a room of compact clients only)
+        changed = bool(patch) or (moves is not None and len(moves[0]) > 0)
         # who gets what is decided here; the outbox only encodes (once per kind,
         # encoding and view), splices each player's ack in and writes
         out = self.out
@@ -358,7 +361,7 @@ class RealtimeRoom(RoomBase):
             congested = out.congested(player)
             if congested is None:
                 continue                 # no connection registered for it (yet)
-            what = self._state_for(player, patch, congested)
+            what = self._state_for(player, changed, congested)
             if what is not None:
                 deliveries.append((player,) + what)
                 needed.add((what[0], what[2]))

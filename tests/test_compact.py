@@ -219,3 +219,32 @@ def test_the_columnar_game_of_games_md_syncs_to_both_kinds_of_client(txaio_clock
         seen.append(mirror.state["entities"]["100"]["pos"])
     assert seen[0] != seen[-1] and len(mirror.state["entities"]) == 2
     server.stop()
+
+
+def test_a_room_of_compact_clients_gets_every_tick_its_cubes_move(txaio_clock):
+    """No merge-patch client in the room: the cubes' positions never enter the state map,
+    yet every tick in which they move sends a frame (found by the benchmark: the frames
+    used to come only with the ticks that had another change)."""
+    server = InMemoryServer()
+    a = Compact(server, "a", "quiet")
+    b = Compact(server, "b", "quiet")
+    a.client.send({"t": "spawn", "seq": 1, "at": [0, 0]})
+    server.tick(2)
+    a.take()
+    b.take()
+    cube = next(k for k, e in a.mirror.state["entities"].items() if e["kind"] == "cube")
+    a.client.send({"t": "order", "seq": 2, "ids": [int(cube)], "to": [15, 0]})
+    server.tick(2)
+    a.take()
+    b.take()
+    before = b.frames
+    xs = []
+    for _ in range(10):
+        server.tick()
+        b.take()
+        xs.append(b.mirror.state["entities"][cube]["pos"][0])
+    assert b.frames - before == 10               # one frame a tick, though nobody sent input
+    assert xs == sorted(xs) and xs[-1] > xs[0]   # and the cube moves in it
+    room = server.service.rooms.get("quiet")
+    assert room.state["entities"][cube]["pos"][0] < xs[-1]   # the map was not written
+    server.stop()
