@@ -148,17 +148,20 @@ class Columns:
 
     # -- what changed ---------------------------------------------------------------
     def publish(self):
-        """Rows whose rounded position changed since the last call, with it:
-        (rows, qx, qz). Rows freed before this call may be reused after it."""
+        """Rows whose rounded position changed since the last call, with it and the
+        step from what the last call published: (rows, qx, qz, dx, dz), in hundredths.
+        Rows freed before this call may be reused after it."""
         n = self.n
         changed = np.flatnonzero(((self.qx[:n] != self.px[:n]) | (self.qz[:n] != self.pz[:n]))
                                  & self.alive[:n])
         qx, qz = self.qx[changed], self.qz[changed]
+        dx = qx - self.px[changed]
+        dz = qz - self.pz[changed]
         self.px[changed] = qx
         self.pz[changed] = qz
         self._free.extend(self._freed)
         self._freed = []
-        return changed, qx, qz
+        return changed, qx, qz, dx, dz
 
     def flush(self):
         """Write into the state map the positions it does not have yet (its nodes'

@@ -18,7 +18,8 @@ import numpy as np
 
 MARKER = 0xC1                 # never the first byte of a MessagePack value
 DELTA, SNAPSHOT = 0x01, 0x02
-APPEAR, MOVE_XZ, MOVE, TO, STOP, GONE, REST = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
+APPEAR, MOVE_XZ, MOVE, TO, STOP, GONE, REST, STEP_XZ = (
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08)
 HAS_TO, HAS_OWNER, HAS_COLOR = 0x01, 0x02, 0x04
 MAX_SLOTS = 0xFFFF
 
@@ -73,6 +74,7 @@ class CompactCodec:
         self.columns = columns
         self._moves_dtype = np.dtype([("s", "<u2"), ("x", self._pos[0] + self._pos[1]),
                                       ("z", self._pos[0] + self._pos[1])])
+        self._steps_dtype = np.dtype([("s", "<u2"), ("x", "i1"), ("z", "i1")])
         self.reset()
 
     def reset(self):
@@ -225,15 +227,31 @@ class CompactCodec:
         rest = {k: v for k, v in patch.items() if k != "entities"}
         if rest_entities:
             rest["entities"] = rest_entities
-        extra = None
+        extra = steps = None
         if moves is not None and len(moves[0]):
-            rows, qx, qz = moves
-            records = np.empty(len(rows), self._moves_dtype)
-            records["s"] = rows
-            records["x"] = qx
-            records["z"] = qz
-            extra = (records.tobytes(), len(rows))
-        self._delta = self._sections(appear, xz, xyz, to, stop, gone, rest, extra)
+            rows, qx, qz, dx, dz = moves
+            # a step of at most 1.27 units on each axis goes as STEP_XZ (4 bytes), the
+            # rest (a teleport, a rule) as MOVE_XZ with the position itself
+            small = (np.abs(dx) <= 127) & (np.abs(dz) <= 127)
+            if small.all():
+                big = None
+            else:
+                big = ~small
+                steps_rows = rows[small]
+            if big is None or steps_rows.size:
+                sel = slice(None) if big is None else small
+                records = np.empty(len(rows[sel]), self._steps_dtype)
+                records["s"] = rows[sel]
+                records["x"] = dx[sel]
+                records["z"] = dz[sel]
+                steps = (records.tobytes(), len(records))
+            if big is not None and big.any():
+                records = np.empty(int(big.sum()), self._moves_dtype)
+                records["s"] = rows[big]
+                records["x"] = qx[big]
+                records["z"] = qz[big]
+                extra = (records.tobytes(), len(records))
+        self._delta = self._sections(appear, xz, xyz, to, stop, gone, rest, extra, steps)
 
     def delta(self):
         """This tick's delta sections (after ``advance``)."""
@@ -269,7 +287,7 @@ class CompactCodec:
             rest["entities"] = rest_entities
         return self._sections(appear, [], [], [], [], [], rest)
 
-    def _sections(self, appear, xz, xyz, to, stop, gone, rest, moves=None):
+    def _sections(self, appear, xz, xyz, to, stop, gone, rest, moves=None, steps=None):
         out = []
         p = self._pos[1]
         if appear:
@@ -293,6 +311,9 @@ class CompactCodec:
         if rest:
             body = msgpack.packb(rest, use_bin_type=True)
             out.append(bytes((REST,)) + varuint(len(body)) + body)
+        if steps:
+            body, count = steps
+            out.append(bytes((STEP_XZ,)) + varuint(count) + body)
         return b"".join(out)
 
 
@@ -375,7 +396,7 @@ class CompactMirror:
         last = 0
         while r.at < len(payload):
             tag = r.byte()
-            if tag <= last or tag > REST:
+            if tag <= last or tag > STEP_XZ:
                 raise CompactError("section 0x%02x out of order or unknown" % tag)
             last = tag
             if tag == REST:
@@ -383,6 +404,17 @@ class CompactMirror:
                     bytes(r.take(r.varuint())), raw=False, strict_map_key=False))
                 continue
             count = r.varuint()
+            if tag == STEP_XZ:
+                # (slot, dx, dz): the position moves by that many hundredths
+                slots = self.slots
+                for slot, dx, dz in struct.iter_unpack("<Hbb", bytes(r.take(count * 4))):
+                    key = slots.get(slot)
+                    e = ents.get(key) if key is not None else None
+                    if e is None:
+                        raise CompactError("slot %d names no entity" % slot)
+                    x, y, z = e["pos"]
+                    e["pos"] = [(round(x * 100) + dx) / 100, y, (round(z * 100) + dz) / 100]
+                continue
             if tag == MOVE_XZ:
                 # the common section, read whole: (slot, x, z) records
                 fmt = "<H" + 2 * p

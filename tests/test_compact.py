@@ -94,6 +94,15 @@ def test_vectors_of_the_protocol_document():
     mirror.apply(frame)
     assert mirror.state["entities"]["7"]["pos"] == [3.0, 0.5, -2.25]
     assert "to" not in mirror.state["entities"]["7"]
+    # a columnar game's step (PROTOCOL.md 20.5): slot 0 moved by +0.5 on x, -0.01 on z
+    import numpy as np
+    codec.advance({}, (np.array([0]), np.array([350]), np.array([-226]),
+                       np.array([50]), np.array([-1])))
+    head, tail = compact.frame_parts("delta", 8, codec.delta())
+    frame = head + compact.varuint(4) + tail
+    assert frame.hex() == "c1" "01" "08" "04" "08" "01" "0000" "32" "ff"
+    mirror.apply(frame)
+    assert mirror.state["entities"]["7"]["pos"] == [3.5, 0.5, -2.26]
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -176,8 +185,8 @@ def test_compact_frames_are_smaller_than_state_frames(txaio_clock):
     state_frames = [len(p) for op, p in v1.frames() if op == 2]
     compact_frames = [len(p) for op, p in watcher.client.frames() if op == 2]
     assert compact_frames and state_frames
-    # header 4 bytes, section tag and count 2, 8 records of 6
-    assert compact_frames[-1] == 4 + 2 + 8 * 6
+    # header 4 bytes, section tag and count 2, 8 STEP_XZ records of 4 (slot, dx, dz)
+    assert compact_frames[-1] == 4 + 2 + 8 * 4
     assert compact_frames[-1] * 4 < state_frames[-1]
     server.stop()
 

@@ -207,7 +207,7 @@ def intent_cases(n=300):
 
 
 def section_tags(sessions):
-    """The section tags (1 APPEAR ... 7 REST) the sessions' frames hold."""
+    """The section tags (1 APPEAR ... 7 REST, 8 STEP_XZ) the sessions' frames hold."""
     seen = set()
     for s in sessions:
         p = "<" + ("h" if s["pos"] == 2 else "i")
@@ -233,6 +233,8 @@ def section_tags(sessions):
                             r.unpack(p[0] + 3 * p[1] + (2 * p[1] if flags & compact.HAS_TO else ""))
                         elif tag in (compact.MOVE_XZ, compact.TO):
                             r.unpack("<H" + 2 * p[1])
+                        elif tag == compact.STEP_XZ:
+                            r.unpack("<Hbb")
                         elif tag == compact.MOVE:
                             r.unpack("<H" + 3 * p[1])
                         else:
@@ -255,7 +257,7 @@ def test_compact_js_builds_the_state_clients_mirror_and_extrapolates_like_python
     assert out["frames"] == sum(len(t["frames"]) for s in sessions for t in s["ticks"]) > 300
     assert out["entities"] >= 8
     tags = section_tags(sessions)
-    assert tags == set(range(1, 8)), "every section (APPEAR ... REST) was played: %s" % tags
+    assert tags == set(range(1, 9)), "every section (APPEAR ... STEP_XZ) was played: %s" % tags
     want = [list(extrapolate(e, t, rate, speed)) for e, t, rate, speed in cases]
     assert out["intent"] == want
     assert sum(1 for (e, *_), w in zip(cases, want) if w != [e["pos"][0], e["pos"][2]]) > 200

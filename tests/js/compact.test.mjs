@@ -115,7 +115,7 @@ test("a broken frame throws CompactError and drops the mirror; deltas wait for a
     ["a slot that names nothing", hex("c1 01 06 03  02 01  0100 c800 1fff")],
     ["a frame cut short", DELTA_6.subarray(0, DELTA_6.length - 1)],
     ["sections out of order", hex("c1 01 06 03  05 01 0000  02 01 0000 c800 1fff")],
-    ["an unknown section", hex("c1 01 06 03  08 00")],
+    ["an unknown section", hex("c1 01 06 03  09 00")],
     ["an unknown kind", hex("c1 03 06 03")],
     ["a string that is not UTF-8", hex("c1 01 06 03  01 01 0100 08 00 01 ff 0000 0000 0000")],
   ];

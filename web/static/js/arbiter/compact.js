@@ -3,7 +3,7 @@
 // A client that says hello with `sync: "compact"` (on the msgpack subprotocol)
 // gets every `snapshot` and `delta` as a binary frame that starts with 0xC1:
 // a varuint header (kind, tick, ack) and sections of records (APPEAR,
-// MOVE_XZ, MOVE, TO, STOP, GONE) keyed by *slots*, plus REST, a MessagePack
+// MOVE_XZ, MOVE, TO, STOP, GONE, STEP_XZ) keyed by *slots*, plus REST, a MessagePack
 // merge patch of everything the records do not carry. CompactMirror applies
 // them and keeps `state`: exactly the plain-object mirror a `sync: "state"`
 // client builds from its merge patches, float for float. A line-by-line
@@ -28,6 +28,7 @@ const TO = 0x04;
 const STOP = 0x05;
 const GONE = 0x06;
 const REST = 0x07;
+const STEP_XZ = 0x08;
 const HAS_TO = 0x01;
 const HAS_OWNER = 0x02;
 const HAS_COLOR = 0x04;
@@ -125,6 +126,11 @@ class Reader {
     } catch {
       throw new CompactError("a string that is not UTF-8");
     }
+  }
+
+  int8() {
+    const b = this.byte();
+    return b > 127 ? b - 256 : b;
   }
 
   slot() {
@@ -231,7 +237,7 @@ export class CompactMirror {
     let last = 0;
     while (!r.done) {
       const tag = r.byte();
-      if (tag <= last || tag > REST) {
+      if (tag <= last || tag > STEP_XZ) {
         throw new CompactError(`section 0x${tag.toString(16).padStart(2, "0")} out of order or unknown`);
       }
       last = tag;
@@ -275,6 +281,12 @@ export class CompactMirror {
         } else if (tag === GONE) {
           delete ents[key];
           slots.delete(slot);
+        } else if (tag === STEP_XZ) {
+          // the position moves by (dx, dz) hundredths: signed bytes
+          if (!Array.isArray(e.pos)) throw new CompactError(`STEP_XZ for entity ${key}, which has no pos`);
+          const dx = r.int8();
+          const dz = r.int8();
+          e.pos = [(Math.round(e.pos[0] * 100) + dx) / 100, e.pos[1], (Math.round(e.pos[2] * 100) + dz) / 100];
         }
       }
     }
