@@ -15,46 +15,9 @@ import {
   stepMove,
   TickClock,
 } from "../../web/static/js/arbiter/index.js";
+import { FakeSocket, sleep } from "./fake_socket.mjs";
 
 const WORLD = { size: 40, speed: 5, avatar_speed: 8, tag_radius: 2, max_cubes: 16, max_players: 16 };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-class FakeSocket {
-  static all = [];
-  constructor(url, protocols) {
-    this.url = url;
-    this.protocols = protocols;
-    this.protocol = protocols[0];
-    this.readyState = 0;
-    this.sent = [];
-    FakeSocket.all.push(this);
-  }
-  static get last() {
-    return FakeSocket.all[FakeSocket.all.length - 1];
-  }
-  send(data) {
-    this.sent.push(JSON.parse(data));
-  }
-  close(code = 1000) {
-    this.readyState = 3;
-    this.onclose?.({ code, reason: "" });
-  }
-  // -- driven by the test --
-  open() {
-    this.readyState = 1;
-    this.onopen?.();
-  }
-  receive(msg) {
-    this.onmessage?.({ data: JSON.stringify(msg) });
-  }
-  drop(code = 1006) {
-    this.readyState = 3;
-    this.onclose?.({ code, reason: "" });
-  }
-  sentOf(t) {
-    return this.sent.filter((m) => m.t === t);
-  }
-}
 
 class MemoryStorage {
   constructor() {

@@ -1,4 +1,4 @@
-// A WebSocket stand-in for the client's node tests (compact.test.mjs, intent.test.mjs):
+// A WebSocket stand-in for the client's node tests (client, compact and intent tests):
 // it speaks either subprotocol (JSON text or MessagePack binary) and takes raw
 // binary frames (the compact sync's), all driven by the test.
 
@@ -40,6 +40,11 @@ export class FakeSocket {
   /** A raw binary frame (a Uint8Array), as an ArrayBuffer like a browser gives it. */
   receiveBytes(bytes) {
     this.onmessage?.({ data: toBuffer(bytes) });
+  }
+  /** The connection drops without a close handshake. */
+  drop(code = 1006) {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "" });
   }
   sentOf(t) {
     return this.sent.filter((m) => m.t === t);
