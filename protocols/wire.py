@@ -77,26 +77,13 @@ def _plain(obj, depth):
     if depth > MAX_DEPTH:
         return False
     if type(obj) is dict:
-        for k, v in obj.items():
+        for k in obj:
             if type(k) is not str or (not k.isascii() and _bad_text(k)):
                 return False
-            t = type(v)
-            if t is str:
-                if not v.isascii() and _bad_text(v):
-                    return False
-            elif t is int:
-                if not -MAX_INT <= v <= MAX_INT:
-                    return False
-            elif t is float:
-                if v - v != 0:                  # NaN or an infinity
-                    return False
-            elif t is dict or t is list:
-                if not _plain(v, depth + 1):
-                    return False
-            elif v is not None and t is not bool:
-                return False
-        return True
-    for v in obj:
+        values = obj.values()
+    else:
+        values = obj
+    for v in values:
         t = type(v)
         if t is str:
             if not v.isascii() and _bad_text(v):
@@ -105,7 +92,7 @@ def _plain(obj, depth):
             if not -MAX_INT <= v <= MAX_INT:
                 return False
         elif t is float:
-            if v - v != 0:
+            if v - v != 0:                  # NaN or an infinity
                 return False
         elif t is dict or t is list:
             if not _plain(v, depth + 1):
