@@ -47,6 +47,15 @@ def by_url(nodes):
     return {n.ws_url: n for n in nodes}
 
 
+@defer.inlineCallbacks
+def player_in_room(nodes, room, entry=0):
+    """A player joined to ``room`` through ``nodes[entry]``: (client, the room's node,
+    another node)."""
+    client = yield connect(nodes[entry].ws_url, name="p", room=room)
+    home = by_url(nodes)[client.url]
+    return client, home, next(n for n in nodes if n is not home)
+
+
 def owner(redis_server, room):
     return redis_server.cli("GET", "arbiter:room:" + room)
 
@@ -224,9 +233,7 @@ def test_a_node_killed_loses_its_rooms_and_its_claims_expire(cluster, redis_serv
 @pytest_twisted.inlineCallbacks
 def test_redis_stopped_mid_game_and_restarted_empty(cluster, redis_server):
     a, b = cluster(2)
-    player = yield connect(a.ws_url, name="p", room="match")
-    home = by_url((a, b))[player.url]
-    other = b if home is a else a
+    player, home, other = yield player_in_room((a, b), "match")
     redis_server.stop()
     # the game goes on: inputs are acked, state keeps coming
     for _ in range(5):
@@ -264,9 +271,7 @@ def test_redis_stopped_mid_game_and_restarted_empty(cluster, redis_server):
 @pytest_twisted.inlineCallbacks
 def test_a_slow_redis_never_blocks_a_tick(cluster, redis_server):
     a, b = cluster(2)
-    player = yield connect(a.ws_url, name="p", room="steady")
-    home = by_url((a, b))[player.url]
-    other = b if home is a else a
+    player, home, other = yield player_in_room((a, b), "steady")
     arrivals = []
     player.on_message = lambda msg: arrivals.append(time.monotonic())
     # Redis answers nothing for 3 s: its process is stopped (SIGSTOP), connections stay up
@@ -298,9 +303,7 @@ def test_a_slow_redis_never_blocks_a_tick(cluster, redis_server):
 @pytest_twisted.inlineCallbacks
 def test_a_node_that_lost_its_claim_gives_its_copy_up(cluster, redis_server):
     a, b = cluster(2)
-    player = yield connect(a.ws_url, name="p", room="twin")
-    home = by_url((a, b))[player.url]
-    other = b if home is a else a
+    player, home, other = yield player_in_room((a, b), "twin")
     # another node holds the claim now (as after Redis restarted empty and the other
     # node placed the name first): the claim decides, the home node's copy goes
     redis_server.cli("SET", "arbiter:room:twin", other.node_id, "PX", "10000")
