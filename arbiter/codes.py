@@ -83,11 +83,12 @@ CLOSE_BAD_TOKEN = 4001
 CLOSE_ROOM_FULL = 4003
 CLOSE_ROOM_ENDED = 4004      # after error room_ended
 CLOSE_MOVED = 4005           # after error moved: join again at its url
+CLOSE_PING_TIMEOUT = 4008    # no pong for ping_timeout seconds (the player keeps its grace)
 CLOSE_CODES = {"ENDED": CLOSE_ENDED, "GOING_AWAY": CLOSE_GOING_AWAY, "POLICY": CLOSE_POLICY,
                "TOO_BIG": CLOSE_TOO_BIG, "TAKEN_OVER": CLOSE_TAKEN_OVER,
                "BAD_TOKEN": CLOSE_BAD_TOKEN, "ROOM_FULL": CLOSE_ROOM_FULL,
                "ROOM_ENDED": CLOSE_ROOM_ENDED, "TRY_AGAIN": CLOSE_TRY_AGAIN,
-               "MOVED": CLOSE_MOVED}
+               "MOVED": CLOSE_MOVED, "PING_TIMEOUT": CLOSE_PING_TIMEOUT}
 
 # -- limits of client messages (docs/PROTOCOL.md, Transport) ------------------------------
 MAX_INT = 2 ** 53 - 1        # the largest integer a JavaScript client holds exactly

@@ -58,6 +58,15 @@ class Config:
     cluster_heartbeat: float = 1.0      # seconds between a node's writes to Redis
     cluster_ttl: float = 10.0           # seconds a dead node's registration and claims live
     redis_timeout: float = 2.0          # seconds a placement waits for Redis before giving up
+    ping_timeout: float = 15.0          # seconds without a pong before a connection is dropped
+    # the cube game's extras (docs/GAMES.md); 0 = off, so the state stays v1's
+    drones: int = 0              # server-owned drones that wander and chase avatars
+    pickups: int = 0             # pickups that give a point to the first avatar to reach them
+    round_points: int = 0        # a round ends when a player has this many points (0 = no)
+    round_seconds: float = 0.0   # a round ends after this many seconds (0 = no)
+    round_pause: float = 5.0     # seconds between a round's end and the next round
+    round_once: bool = False     # after the first round the room stays ended
+    view_radius: float = 0.0     # players see only entities within this of their avatar
 
     @property
     def clustered(self):
@@ -101,5 +110,13 @@ class Config:
                 raise ValueError("cluster_heartbeat must be positive and under half of "
                                  "cluster_ttl (%r, %r)" % (self.cluster_heartbeat,
                                                            self.cluster_ttl))
+        for name in ("drones", "pickups", "round_points"):
+            if not 0 <= getattr(self, name) <= 1000:
+                raise ValueError("%s must be in [0, 1000], got %r" % (name, getattr(self, name)))
+        for name in ("round_seconds", "round_pause", "view_radius"):
+            if not getattr(self, name) >= 0:
+                raise ValueError("%s must be 0 or more, got %r" % (name, getattr(self, name)))
+        if self.ping_timeout < 0:
+            raise ValueError("ping_timeout must be 0 (off) or more, got %r" % (self.ping_timeout,))
         if not 1 <= self.world.max_cubes <= 64:
             raise ValueError("max_cubes must be in [1, 64], got %r" % (self.world.max_cubes,))

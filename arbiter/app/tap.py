@@ -48,6 +48,19 @@ CONFIG_OPTIONS = [
     ("handshake-timeout", None, "handshake_timeout",
      "seconds a new connection has to send its first HTTP request (the WebSocket "
      "upgrade, say) before it is closed"),
+    ("ping-timeout", None, "ping_timeout",
+     "seconds a connection may go without answering WebSocket pings before it is "
+     "dropped (close 4008; the player keeps its grace period; 0 = never)"),
+    ("drones", None, "drones", "cube game: server-owned drones per room (0 = none)"),
+    ("pickups", None, "pickups", "cube game: pickups on the plane per room (0 = none)"),
+    ("round-points", None, "round_points",
+     "cube game: a round ends when a player reaches this many points (0 = no limit)"),
+    ("round-seconds", None, "round_seconds",
+     "cube game: a round ends after this many seconds (0 = no limit)"),
+    ("round-pause", None, "round_pause",
+     "seconds between the end of a round and the start of the next"),
+    ("view-radius", None, "view_radius",
+     "cube game: a player sees only entities within this distance of its avatar (0 = all)"),
     ("redis", None, "redis",
      "cluster mode: redis://HOST:PORT/DB of the Redis every node shares (needs --secret "
      "and --public-url; docs/SCALING.md)"),
@@ -88,7 +101,8 @@ class Options(usage.Options):
         ["game", None, None, "your own game class, as module:Class"],
         ["static-dir", None, None, "serve pages from this folder instead of the demo"],
     ]
-    optFlags = [["no-metrics", None, "do not serve /metrics"]]
+    optFlags = [["no-metrics", None, "do not serve /metrics"],
+                ["round-once", None, "after the first round the room stays ended"]]
 
     def postOptions(self):
         self.config()        # a bad combination is a usage error, before anything starts
@@ -104,7 +118,8 @@ class Options(usage.Options):
         try:
             secret = self["secret"] or os.environ.get("ARBITER_SECRET", "")
             return Config(world=World(**world), secret=secret.encode("utf-8"),
-                          api_key=self["api-key"] or "", metrics=not self["no-metrics"], **top)
+                          api_key=self["api-key"] or "", metrics=not self["no-metrics"],
+                          round_once=bool(self["round-once"]), **top)
         except ValueError as e:
             raise usage.UsageError(str(e))
 

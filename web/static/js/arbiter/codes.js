@@ -49,6 +49,7 @@ export const CLOSE_CODES = Object.freeze({
   ROOM_FULL: 4003,
   ROOM_ENDED: 4004, // after error room_ended
   MOVED: 4005, // after error moved: join again at its url
+  PING_TIMEOUT: 4008, // no pong for ping_timeout seconds (the player keeps its grace)
 });
 
 /** The largest integer a client message may carry (and JavaScript holds exactly): 2^53 - 1. */
