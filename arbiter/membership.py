@@ -59,6 +59,8 @@ class Player:
         self.sync = "state"
         self.rtt_ms = None
         self.ping_reported_at = None
+        self.visible = None      # entity keys this player has under a game's view (None: all)
+        self.view_codec = None   # its own compact codec under a game's view
         self.buckets = {
             "all": TokenBucket(*ALL_INPUTS, now),
             "say": TokenBucket(*SAY, now),

@@ -21,6 +21,7 @@ from arbiter.interfaces import IRoom
 from arbiter.compact import CompactCodec, pos_bytes_for
 from arbiter.membership import JoinError, Player, RoomBase  # noqa: F401 (JoinError: API)
 from arbiter.quietlog import QuietLog
+from arbiter.rounds import RoundClock
 from arbiter.rules import Reject
 from arbiter.schema import WireError
 from arbiter.state import TrackedMap
@@ -64,6 +65,8 @@ class RealtimeRoom(RoomBase):
         self.compact = CompactCodec(pos_bytes_for(self.world.size),    # sync "compact"
                                     columns=self.game.columns)
         self.failures = QuietLog(lambda: self.now, log, subject="room %s" % name)
+        self.rounds = RoundClock.from_config(self, config)   # None: no rounds (v1)
+        self._snapshot_cache = None
         self.state.collect()
 
     # -- membership ----------------------------------------------------------
@@ -122,8 +125,15 @@ class RealtimeRoom(RoomBase):
         else:
             self.out.send(player, welcome)
             self.game.flush_positions()
+            state = self.state.snapshot()
+            if self.game.views_on:
+                # a per-player view (docs/GAMES.md): what it may not see is not sent
+                player.visible = visible = self.game.view_of(player)
+                if visible is not None:
+                    state["entities"] = {k: e for k, e in state["entities"].items()
+                                         if k in visible}
             self.out.send(player, {"t": "snapshot", "tick": self.tick, "ack": player.ack,
-                                   "state": self.state.snapshot()})
+                                   "state": state})
             player.sent_ack = player.ack
         if self.lobby is not None:
             self.lobby.changed()
@@ -158,6 +168,14 @@ class RealtimeRoom(RoomBase):
         node = self.state["players"].get(player.id)
         if node is not None:
             node["score"] = node["score"] + n
+
+    def end_round(self, reason="game", winner=None):
+        """A game declares the round over (arbiter/rounds.py): ``winner`` a player id,
+        or None for the single highest score. Needs rounds on (``--round-points`` or
+        ``--round-seconds``); without them it raises ValueError."""
+        if self.rounds is None:
+            raise ValueError("this server runs no rounds (round_points and round_seconds are 0)")
+        self.rounds.end(reason, winner)
 
     def broadcast_event(self, kind, exclude=None, **fields):
         msg = {"t": "event", "kind": kind}
@@ -207,6 +225,8 @@ class RealtimeRoom(RoomBase):
         for ``compact``, (the frame's sections, None) (arbiter/compact.py)."""
         if kind == "snapshot":
             self.game.flush_positions()
+        if view.__class__ is tuple:
+            return self._view_body(kind, patch, tick, view)
         if view == "compact":
             codec = self.compact
             return (codec.snapshot(self.state.snapshot()) if kind == "snapshot"
@@ -215,6 +235,68 @@ class RealtimeRoom(RoomBase):
         intent_view = self.game.intent_view
         if view == "intent" and intent_view is not None:
             # docs/PROTOCOL.md: intent clients get float32 in msgpack
+            return intent_view(kind, src, tick), True
+        return src, False
+
+    # -- per-player views (Game.view_of; docs/GAMES.md) ---------------------------------
+    def _view_key(self, player, kind, visible):
+        """The delivery's view for a player under a game's view: (sync, the entity keys
+        it had, the keys it may see now, its id for its own compact codec). Players whose
+        keys agree share one body."""
+        prev = player.visible
+        player.visible = visible
+        if kind == "snapshot":
+            prev = None
+        elif (prev is None) != (visible is None):
+            kind = "snapshot"          # from everything to a view, or back: start afresh
+            prev = None
+        sync = player.sync
+        return kind, (sync, prev, visible, player.id if sync == "compact" else None)
+
+    def _tick_snapshot(self):
+        """This state tick's whole state as plain maps (once per tick, when a view needs it)."""
+        cached = self._snapshot_cache
+        if cached is None or cached[0] != self.tick:
+            cached = self._snapshot_cache = (self.tick, self.state.snapshot())
+        return cached[1]
+
+    def _view_body(self, kind, patch, tick, view):
+        sync, prev, visible, pid = view
+        if visible is None:            # sees everything: the room's own body
+            src = self.state.snapshot() if kind == "snapshot" else patch
+        elif kind == "snapshot":
+            src = dict(self._tick_snapshot())
+            src["entities"] = {k: e for k, e in src["entities"].items() if k in visible}
+        else:
+            src = {k: v for k, v in patch.items() if k != "entities"}
+            ents = {}
+            changed = patch.get("entities")
+            if changed:
+                for k, e in changed.items():
+                    if k in visible and k in prev:
+                        ents[k] = e
+            entered = visible - prev
+            if entered:
+                whole = self._tick_snapshot()["entities"]
+                for k in entered:
+                    ents[k] = whole[k]
+            for k in prev - visible:
+                ents[k] = None           # out of sight (or gone): removed from its mirror
+            if ents:
+                src["entities"] = ents
+        if sync == "compact":
+            # its own slot table: a compact client's slots are those of what it sees
+            player = self.players[pid]
+            codec = player.view_codec
+            if codec is None:
+                codec = player.view_codec = CompactCodec(self.compact.width)
+            if kind == "snapshot":
+                codec.reset()
+                return codec.snapshot(src), None
+            codec.advance(src)
+            return codec.delta(), None
+        intent_view = self.game.intent_view
+        if sync == "intent" and intent_view is not None:
             return intent_view(kind, src, tick), True
         return src, False
 
@@ -283,9 +365,14 @@ class RealtimeRoom(RoomBase):
                 except Exception:
                     self._input_failed(player, msg)
         game = self.game
-        self._guarded("step", game.step, dt)
+        rounds = self.rounds
+        if rounds is None or not rounds.over:        # between rounds the world stands still
+            self._guarded("step", game.step, dt)
         self.sim_tick += 1
-        self._guarded("tick rules", game.tick_rules, self.sim_tick)
+        if rounds is None or not rounds.over:
+            self._guarded("tick rules", game.tick_rules, self.sim_tick)
+        if rounds is not None:
+            self._guarded("rounds", rounds.check, now)
         if self.sim_tick % self.ticks_per_batch == 0:
             window, self.window = self.window, []
             self._guarded("batched rules", game.batch_rules, window)
@@ -339,14 +426,16 @@ class RealtimeRoom(RoomBase):
         self.game.on_state_tick(self.tick)
         # a columnar game's positions: into the state map only if a merge-patch client
         # is here; the compact sync takes them from the arrays
-        flush = False
-        for player in self.players.values():
-            if player.connected and player.sync != "compact":
-                flush = True
-                break
+        viewing = self.game.views_on
+        flush = viewing                  # views are cut from the state map
+        if not flush:
+            for player in self.players.values():
+                if player.connected and player.sync != "compact":
+                    flush = True
+                    break
         moves = self.game.sync_positions(flush)
         patch = self.state.collect()
-        self._advance_compact(patch, moves)
+        self._advance_compact(patch, moves, viewing)
         # something to send: the patch, or positions that moved in a columnar game's
         # arrays without being written into the map (a room of compact clients only)
         changed = bool(patch) or (moves is not None and len(moves[0]) > 0)
@@ -363,6 +452,11 @@ class RealtimeRoom(RoomBase):
                 continue                 # no connection registered for it (yet)
             what = self._state_for(player, changed, congested)
             if what is not None:
+                if viewing:
+                    visible = self.game.view_of(player)
+                    if visible is not None or player.visible is not None:
+                        kind, view = self._view_key(player, what[0], visible)
+                        what = (kind, what[1], view)
                 deliveries.append((player,) + what)
                 needed.add((what[0], what[2]))
         if not deliveries:
@@ -371,13 +465,14 @@ class RealtimeRoom(RoomBase):
         for player in out.send_state(self, self.tick, deliveries, bodies) or ():
             self.request_snapshot(player)        # could not be encoded: a snapshot next time
 
-    def _advance_compact(self, patch, moves=None):
+    def _advance_compact(self, patch, moves=None, viewing=False):
         """Keep the compact codec's slot table in step while compact players are here;
-        a fresh table starts with a snapshot for each of them."""
+        a fresh table starts with a snapshot for each of them. (Under a game's views
+        each compact player has a codec of its own: ``_view_body``.)"""
         codec = self.compact
         wanted = False
         for player in self.players.values():
-            if player.connected and player.sync == "compact":
+            if player.connected and player.sync == "compact" and not viewing:
                 wanted = True
                 if not codec.active:
                     player.needs_snapshot = True

@@ -250,7 +250,8 @@ class ArbiterService(Service):
         """A signed join token for a new player of ``room`` (docs/HTTP.md): returns
         (token, player id, role, expires). A running lockstep game admits only
         spectators. Raises Refused(room_ended | room_full)."""
-        if room.phase == phases.ENDED:
+        if room.phase == phases.ENDED and getattr(room, "rounds", None) is None:
+            # (a realtime room between rounds is ``ended`` too, and takes players)
             raise Refused(codes.ROOM_ENDED, "room %s has ended" % json.dumps(room.name))
         if room.mode == "lockstep" and room.phase != phases.SETUP:
             role = "spectator"          # a running lockstep game takes no new players

@@ -137,12 +137,14 @@ class ArbiterFactory(WebSocketServerFactory):
             if proto is None:
                 continue
             enc = proto.encoding
+            # the sync mode: ``view`` is its name, or (name, ...) under a game's view
+            compact_sync = (view if view.__class__ is str else view[0]) == "compact"
             k = (kind, enc, view)
             frame = parts.get(k)
             if frame is None:
                 try:
                     src, float32 = bodies[kind, view]
-                    if view == "compact":
+                    if compact_sync:
                         # binary records (arbiter/compact.py): ``src`` is the sections
                         head, tail = compact.frame_parts(kind, tick, src)
                         frame = parts[k] = (head, tail, True)
@@ -159,7 +161,7 @@ class ArbiterFactory(WebSocketServerFactory):
             if frame is False:
                 failed.append(player)
                 continue
-            payload = frame[0] + (compact.varuint(ack) if view == "compact"
+            payload = frame[0] + (compact.varuint(ack) if compact_sync
                                   else wire.ack_bytes(ack, enc)) + frame[1]
             if proto.state == _OPEN and proto._perMessageCompress is None:
                 # what Autobahn's sendMessage would put on the wire, without its

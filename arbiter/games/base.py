@@ -73,3 +73,23 @@ class Game:
     def take_corrections(self):
         """Corrections queued by rules since the last call (sent after each tick)."""
         return []
+
+    # -- per-player views (docs/GAMES.md, "Hidden information") ---------------------------
+    #: True when :meth:`view_of` may hide entities; the room then cuts each player's
+    #: snapshot and delta to what it may see (False: everyone sees everything, no cost)
+    views_on = False
+
+    def view_of(self, player):
+        """The entity keys (a frozenset of the ``entities`` map's keys) ``player`` may see
+        this state tick, or None for all of them. Called once per state tick per player
+        while ``views_on``; an entity that enters the set reaches the player whole, one that
+        leaves it is deleted from its mirror (``null``). Spectators: what you decide here."""
+        return None
+
+    # -- rounds (arbiter/rounds.py) -------------------------------------------------------
+    def round_started(self, n):
+        """Round ``n`` (2, 3, ...) began: scores are back at 0. Reset the world here."""
+
+    def round_ended(self, result):
+        """The round ended: ``result`` is {round, reason, scores, winner}. The room stands
+        still until the next one. To end a round yourself: ``self.room.end_round(...)``."""

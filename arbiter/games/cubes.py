@@ -5,6 +5,8 @@
 import math
 from collections import deque
 
+import numpy as np
+
 from zope.interface import implementer
 
 from arbiter.columns import Columns
@@ -21,6 +23,16 @@ PALETTE = [
 ]
 Y = 0.5
 
+#: the ``owner`` of the entities the server owns (drones, pickups): never a player's id
+SERVER = "server"
+DRONE_COLOR = "#ff2d55"
+PICKUP_COLOR = "#ffd60a"
+DRONE_SPEED = 3.0        # units/s: slower than an avatar (8), so it can be outrun
+DRONE_CHASE = 8.0        # a drone chases the nearest connected avatar within this
+DRONE_TOUCH = 1.0        # ... and costs its player a point when within this
+DRONE_COOLDOWN = 2.0     # seconds before the same drone can cost the same player again
+PICKUP_REACH = 1.0       # an avatar within this takes the pickup
+
 
 def extrapolate(entity, tick, rate, speed):
     """(x, z) of a cube at state tick ``tick`` as a ``sync: "intent"`` client
@@ -33,6 +45,19 @@ def extrapolate(entity, tick, rate, speed):
         return pos[0], pos[2]
     x, z, _ = step_toward(pos[0], pos[2], to[0], to[1], speed * max(0, tick - since) / rate)
     return round2(x), round2(z)
+
+
+class Drone:
+    """A server-owned entity that wanders and chases (its state map node holds ``pos``)."""
+
+    __slots__ = ("id", "key", "node", "goal", "last_hit")
+
+    def __init__(self, id, node):
+        self.id = id
+        self.key = str(id)
+        self.node = node
+        self.goal = None          # (x, z) it wanders toward
+        self.last_hit = {}        # player id -> room.now of its last touch
 
 
 class Cube:
@@ -70,6 +95,147 @@ class CubeGame(Game):
         self.pending_corrections = {}
         self.recenter_every = room.config.recenter_every
         self.window_start = {}   # player id -> avatar (x, z) when the 100 ms window opened
+        # server-owned entities (docs/GAMES.md, "Entities the server owns")
+        config = room.config
+        self.drones = {}         # id -> Drone
+        self.pickups = {}        # id -> its state map node
+        for _ in range(config.drones):
+            self._add_drone()
+        for _ in range(config.pickups):
+            self._add_pickup()
+        self.view_radius = config.view_radius
+        self.views_on = self.view_radius > 0
+        self._sight = None       # (room.tick, keys, xs, zs): where everything is, per tick
+
+    # -- entities the server owns -------------------------------------------------
+    def _random_point(self, margin=1.0):
+        half = self.world.size / 2 - margin
+        rng = self.room.rng
+        return round2(rng.uniform(-half, half)), round2(rng.uniform(-half, half))
+
+    def _add_drone(self):
+        eid = self.room.new_entity_id()
+        x, z = self._random_point()
+        self.entities[str(eid)] = {"kind": "drone", "owner": SERVER, "pos": [x, Y, z],
+                                   "color": DRONE_COLOR}
+        self.drones[eid] = Drone(eid, self.entities[str(eid)])
+
+    def _add_pickup(self):
+        eid = self.room.new_entity_id()
+        x, z = self._random_point()
+        self.entities[str(eid)] = {"kind": "pickup", "owner": SERVER, "pos": [x, Y, z],
+                                   "color": PICKUP_COLOR}
+        self.pickups[eid] = self.entities[str(eid)]
+
+    def server_owned(self, eid):
+        """True for an entity id (int) the server owns: nobody orders, deletes or tags it."""
+        return eid in self.drones or eid in self.pickups
+
+    def _live_avatars(self):
+        """(player id, x, z) of every connected player's avatar."""
+        players = self.room.players
+        out = []
+        for pid, eid in self.avatars.items():
+            player = players.get(pid)
+            if player is not None and player.connected:
+                pos = self.entities[str(eid)]["pos"]
+                out.append((pid, pos[0], pos[2]))
+        return out
+
+    def step_drones(self, dt, avatars):
+        """Each drone chases the nearest connected avatar within DRONE_CHASE, else wanders
+        toward a random point; touching an avatar costs its player a point (once per
+        DRONE_COOLDOWN per drone), and the drone turns away to wander."""
+        room = self.room
+        for drone in self.drones.values():
+            pos = drone.node["pos"]
+            x, z = pos[0], pos[2]
+            near, best = None, DRONE_CHASE * DRONE_CHASE
+            for pid, ax, az in avatars:
+                d = (ax - x) * (ax - x) + (az - z) * (az - z)
+                if d <= best and room.now - drone.last_hit.get(pid, -DRONE_COOLDOWN) \
+                        >= DRONE_COOLDOWN:
+                    near, best = (pid, ax, az), d
+            if near is not None:
+                goal = near[1], near[2]
+            else:
+                if drone.goal is None:
+                    drone.goal = self._random_point()
+                goal = drone.goal
+            nx, nz, arrived = step_toward(x, z, goal[0], goal[1], DRONE_SPEED * dt)
+            nx, nz = round2(nx), round2(nz)
+            if near is None and arrived:
+                drone.goal = None
+            if nx != x or nz != z:
+                drone.node["pos"] = [nx, Y, nz]
+            if near is not None:
+                pid = near[0]
+                dx, dz = near[1] - nx, near[2] - nz
+                if dx * dx + dz * dz <= DRONE_TOUCH * DRONE_TOUCH:
+                    drone.last_hit[pid] = room.now
+                    player = room.players.get(pid)
+                    if player is not None:
+                        room.add_score(player, -1)
+                        room.broadcast_event("hit", player=pid, by="drone")
+                    drone.goal = self._random_point()
+
+    def take_pickups(self, avatars):
+        """A pickup goes to the nearest avatar within PICKUP_REACH (a point, event
+        ``pickup``); another one appears at a random place."""
+        room = self.room
+        for eid in list(self.pickups):
+            pos = self.pickups[eid]["pos"]
+            taker, best = None, PICKUP_REACH * PICKUP_REACH
+            for pid, ax, az in avatars:
+                d = (ax - pos[0]) * (ax - pos[0]) + (az - pos[2]) * (az - pos[2])
+                if d <= best:
+                    taker, best = pid, d
+            if taker is None:
+                continue
+            del self.pickups[eid]
+            del self.entities[str(eid)]
+            player = room.players.get(taker)
+            if player is not None:
+                room.add_score(player, 1)
+                room.broadcast_event("pickup", player=taker)
+            self._add_pickup()
+
+    # -- rounds --------------------------------------------------------------------
+    def round_started(self, n):
+        """A new round: the pickups move to new places, the drones start afresh."""
+        for eid in list(self.pickups):
+            del self.pickups[eid]
+            del self.entities[str(eid)]
+        for _ in range(self.room.config.pickups):
+            self._add_pickup()
+        for drone in self.drones.values():
+            drone.last_hit.clear()
+            drone.goal = None
+
+    # -- per-player views: --view-radius ---------------------------------------------
+    def view_of(self, player):
+        """Within ``view_radius`` of the player's avatar (on the x-z plane, edge included);
+        a spectator, or a player without an avatar, sees everything."""
+        if player.is_spectator:
+            return None
+        eid = self.avatars.get(player.id)
+        if eid is None:
+            return None
+        sight = self._sight
+        if sight is None or sight[0] != self.room.tick:
+            keys, xs, zs = [], [], []
+            for k, e in self.entities.items():
+                pos = e["pos"]
+                keys.append(k)
+                xs.append(pos[0])
+                zs.append(pos[2])
+            sight = self._sight = (self.room.tick, keys, np.array(xs), np.array(zs))
+        _, keys, xs, zs = sight
+        me = self.entities[str(eid)]["pos"]
+        dx = xs - me[0]
+        dz = zs - me[2]
+        near = np.flatnonzero(dx * dx + dz * dz <= self.view_radius * self.view_radius)
+        return frozenset([keys[i] for i in near.tolist()])
 
     # -- players ------------------------------------------------------------
     def player_joined(self, player):
@@ -190,6 +356,8 @@ class CubeGame(Game):
         return None
 
     def _tag(self, player, msg):
+        if self.server_owned(msg["id"]):
+            return Reject(codes.NOT_OWNER, "entity %d is the server's" % msg["id"])
         target = self.avatar_owner.get(msg["id"])
         if target is None or target == player.id:
             return Reject(codes.MISS, "entity %d is not another player's avatar" % msg["id"])
@@ -221,6 +389,12 @@ class CubeGame(Game):
             cube.to = None
             del cube.node["to"]
             del self.moving[cube.id]
+        if self.drones or self.pickups:
+            avatars = self._live_avatars()
+            if self.drones:
+                self.step_drones(dt, avatars)
+            if self.pickups:
+                self.take_pickups(avatars)
 
     def sync_positions(self, flush):
         """The room's state tick: the cubes whose rounded position changed, for the
