@@ -117,6 +117,7 @@ class RealtimeRoom(RoomBase):
             "token": player.token, "tick": self.tick, "rate": self.config.send_rate,
             "ack": player.ack, "world": self.game.world_wire(),
         }
+        welcome.update(self.game.welcome_fields())
         if player.sync == "compact":
             welcome["compact"] = {"v": 1, "pos": self.compact.width}
             self.out.send(player, welcome)

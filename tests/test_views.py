@@ -142,6 +142,7 @@ def test_an_entity_out_of_reach_never_reaches_the_client(encoding, sync):
         assert '"%s"' % cube not in text and '"%s"' % b_avatar not in text
     # B sees its own cube and avatar, not A's
     assert set(b.entities) == {cube, b_avatar}
+    assert a.welcome["view_radius"] == RADIUS          # so the client can draw its horizon
     # but the players map is for everyone (scores are not hidden)
     assert set(a.state["players"]) == {a.you, b.you}
 
@@ -267,6 +268,7 @@ def test_without_a_radius_nothing_is_cut():
     tick(server, [a, b], 2)
     assert set(a.entities) == set(b.entities) == set(room.state["entities"])
     assert room.game.views_on is False
+    assert "view_radius" not in a.welcome
 
 
 def test_players_with_the_same_view_share_one_body():

@@ -39,6 +39,10 @@ class Game:
         """``welcome.world``."""
         return self.world.as_wire()
 
+    def welcome_fields(self):
+        """Extra top-level fields of ``welcome`` (extensions; none in protocol v1)."""
+        return {}
+
     def player_joined(self, player):
         """A new player entered (not a resume). Create its entities here."""
 

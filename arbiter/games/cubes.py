@@ -213,6 +213,10 @@ class CubeGame(Game):
             drone.goal = None
 
     # -- per-player views: --view-radius ---------------------------------------------
+    def welcome_fields(self):
+        """``welcome.view_radius`` when views are on (so a client can draw its horizon)."""
+        return {"view_radius": self.view_radius} if self.views_on else {}
+
     def view_of(self, player):
         """Within ``view_radius`` of the player's avatar (on the x-z plane, edge included);
         a spectator, or a player without an avatar, sees everything."""
