@@ -278,9 +278,9 @@ class RealtimeRoom(RoomBase):
                         ents[k] = e
             entered = visible - prev
             if entered:
-                whole = self._tick_snapshot()["entities"]
+                whole = self.state["entities"]
                 for k in entered:
-                    ents[k] = whole[k]
+                    ents[k] = whole[k].snapshot()
             for k in prev - visible:
                 ents[k] = None           # out of sight (or gone): removed from its mirror
             if ents:

@@ -4,6 +4,7 @@
     python bench/state_path.py                       # 400 players in rooms of 8, state sync
     python bench/state_path.py -n 400 -r 8 --sync compact --runs 5
     python bench/state_path.py -n 100 -r 100 --sync compact --profile 30
+    python bench/state_path.py -n 400 -r 8 --view-radius 25     # per-player views on
 
 The whole server (arbiter.app.testing.InMemoryServer: the service, the rooms, the
 WebSocket edge) runs on a ``task.Clock``; its clients are FakeClients (real frames, no
@@ -34,9 +35,10 @@ from arbiter.app.testing import InMemoryServer  # noqa: E402
 from arbiter.config import Config, World  # noqa: E402
 
 
-def run(n, r, sync, seconds, seed=1, profile=None):
+def run(n, r, sync, seconds, seed=1, profile=None, view_radius=0.0):
+    """(server cores, bytes sent per client per second)."""
     world = World(size=100.0, speed=5.0, max_players=r, max_cubes=4)
-    server = InMemoryServer(Config(port=0, world=world, grace=1.0))
+    server = InMemoryServer(Config(port=0, world=world, grace=1.0, view_radius=view_radius))
     txaio.config.loop = server.clock
     rng = random.Random(seed)
     clients = []
@@ -59,6 +61,7 @@ def run(n, r, sync, seconds, seed=1, profile=None):
     ticks = seconds * 20
     phase = {id(c): rng.randrange(2) for c in clients}
     busy = 0.0
+    sent = 0
     prof = cProfile.Profile() if profile else None
     for t in range(ticks):
         started = time.process_time()
@@ -75,12 +78,13 @@ def run(n, r, sync, seconds, seed=1, profile=None):
             prof.disable()
         busy += time.process_time() - started
         for c in clients:
+            sent += len(c.transport.value())
             c.transport.clear()
     server.stop()
     if prof:
         stats = pstats.Stats(prof)
         stats.sort_stats("tottime").print_stats(profile)
-    return busy / seconds
+    return busy / seconds, sent / n / seconds
 
 
 def main(argv=None):
@@ -90,16 +94,22 @@ def main(argv=None):
     p.add_argument("--sync", default="state", choices=("state", "intent", "compact"))
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--view-radius", type=float, default=0.0,
+                   help="per-player views: players see entities within this (0 = all)")
     p.add_argument("--profile", type=int, default=0, metavar="LINES",
                    help="one profiled run instead; print the top LINES functions")
     a = p.parse_args(argv)
     if a.profile:
-        run(a.n, a.r, a.sync, int(a.seconds), profile=a.profile)
+        run(a.n, a.r, a.sync, int(a.seconds), profile=a.profile, view_radius=a.view_radius)
         return
-    cores = [run(a.n, a.r, a.sync, int(a.seconds), seed=i + 1) for i in range(a.runs)]
-    print("n=%d r=%d sync=%s: server CPU %.3f cores (median of %d: %s)"
-          % (a.n, a.r, a.sync, statistics.median(cores), a.runs,
-             ", ".join("%.3f" % c for c in cores)))
+    results = [run(a.n, a.r, a.sync, int(a.seconds), seed=i + 1, view_radius=a.view_radius)
+               for i in range(a.runs)]
+    cores = [c for c, _ in results]
+    print("n=%d r=%d sync=%s view_radius=%g: server CPU %.3f cores (median of %d: %s), "
+          "%.2f kB/client/s down" % (a.n, a.r, a.sync, a.view_radius,
+                                    statistics.median(cores), a.runs,
+                                    ", ".join("%.3f" % c for c in cores),
+                                    statistics.median(b for _, b in results) / 1000))
 
 
 if __name__ == "__main__":

@@ -227,21 +227,44 @@ class CubeGame(Game):
             return None
         sight = self._sight
         if sight is None or sight[0] != self.room.tick:
-            keys, xs, zs = [], [], []
-            for k, e in self.entities.items():
-                pos = e["pos"]
-                keys.append(k)
-                xs.append(pos[0])
-                zs.append(pos[2])
-            sight = self._sight = (self.room.tick, keys, np.array(xs), np.array(zs))
-        _, keys, xs, zs = sight
-        me = self.entities[str(eid)]["pos"]
-        dx = xs - me[0]
-        dz = zs - me[2]
-        near = np.flatnonzero(dx * dx + dz * dz <= self.view_radius * self.view_radius)
-        return frozenset([keys[i] for i in near.tolist()])
+            sight = self._sight = self._look()
+        visible = sight[1].get(player.id)
+        if visible is None:              # (joined since this tick's look)
+            visible = sight[1][player.id] = self._look(player.id)
+        return visible
 
-    # -- players ------------------------------------------------------------
+    def _look(self, only=None):
+        """Every player's view at once: where everything is (the cubes from the columns,
+        the rest from the map), against every avatar in one NumPy pass.
+        Returns (room.tick, {player id: frozenset of keys}); with ``only``, that
+        player's frozenset alone."""
+        cols = self.columns
+        rows = np.flatnonzero(cols.alive[:cols.n])
+        keys = [cols.key[r] for r in rows.tolist()]
+        xs = [cols.qx[rows] / 100]
+        zs = [cols.qz[rows] / 100]
+        ents = self.entities
+        other = [str(e) for e in self.avatar_owner] + [d.key for d in self.drones.values()] \
+            + [str(e) for e in self.pickups]
+        if other:
+            poss = [ents[k]["pos"] for k in other]
+            xs.append(np.array([p[0] for p in poss]))
+            zs.append(np.array([p[2] for p in poss]))
+            keys += other
+        x = np.concatenate(xs)
+        z = np.concatenate(zs)
+        keys = np.array(keys, dtype=object)
+        pids = [only] if only is not None else list(self.avatars)
+        me = [ents[str(self.avatars[pid])]["pos"] for pid in pids]
+        ax = np.array([p[0] for p in me])[:, None]
+        az = np.array([p[2] for p in me])[:, None]
+        near = (x[None, :] - ax) ** 2 + (z[None, :] - az) ** 2 <= \
+            self.view_radius * self.view_radius
+        views = {pid: frozenset(keys[row].tolist()) for pid, row in zip(pids, near)}
+        if only is not None:
+            return views[only]
+        return self.room.tick, views
+
     def player_joined(self, player):
         used = set(self.colors.values())
         color = next((c for c in PALETTE if c not in used), PALETTE[len(self.colors) % len(PALETTE)])
