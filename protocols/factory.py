@@ -53,6 +53,12 @@ class ArbiterFactory(WebSocketServerFactory):
         self._closed_waiters = []
         self._ping_loop = LoopingCall(self._ping_all)
         self._ping_loop.clock = service.clock
+        timeout = self.config.ping_timeout
+        if timeout:
+            # the ping timeout (PROTOCOL.md 9.4) needs a ping at least every
+            # min(5, ping_timeout / 3) s; the loop checks it on the same round
+            bound = min(5.0, timeout / 3.0)
+            ping_interval = min(ping_interval, bound) if ping_interval else bound
         self.ping_interval = ping_interval
 
     # -- registry --------------------------------------------------------------
@@ -82,7 +88,8 @@ class ArbiterFactory(WebSocketServerFactory):
                 self._ping_loop.stop()
             waiters, self._closed_waiters = self._closed_waiters, []
             for d in waiters:
-                d.callback(None)
+                if not d.called:         # close_all's 2 s may have run out (a silent peer)
+                    d.callback(None)
 
     # -- the outbox --------------------------------------------------------------
     def send(self, player, msg):
@@ -203,8 +210,18 @@ class ArbiterFactory(WebSocketServerFactory):
 
     # -- housekeeping -------------------------------------------------------------
     def _ping_all(self):
+        """One round for every joined connection: a WebSocket ping, or, for one with
+        no pong (nor welcome) in ``Config.ping_timeout`` s, the close 4008
+        (``PlayerProtocol.ping_timed_out``). Connections without a player are left
+        to the hello deadline."""
+        timeout = self.config.ping_timeout
+        due = self.service.clock.seconds() - timeout if timeout else None
         for proto in list(self.connections):
-            if proto.player is not None:
+            if proto.player is None:
+                continue
+            if due is not None and proto.last_pong is not None and proto.last_pong <= due:
+                proto.ping_timed_out()
+            else:
                 proto.send_ping()
 
     def count_out(self, n):

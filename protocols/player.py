@@ -22,6 +22,7 @@ log = Logger()
 BAD_MESSAGE_LIMIT = 20       # the 20th bad_message within the window closes with 1008
 BAD_MESSAGE_WINDOW = 10.0
 MAX_WHILE_JOINING = 64       # messages kept while a hello waits for Redis (cluster mode)
+PING_TIMEOUT_ABORT = 1.0     # seconds a connection closed for its ping timeout has to answer
 
 
 class _AutobahnLog:
@@ -89,6 +90,8 @@ class PlayerProtocol(WebSocketServerProtocol):
         self._ping_limited = False   # told rate_limited in this burst of pings
         self._hello_call = None      # the hello deadline (Config.hello_timeout)
         self._joining = None         # messages that came while a hello waits for Redis
+        self.last_pong = None        # clock time of welcome, then of the latest pong (ping timeout)
+        self._abort_call = None      # the abort after a ping timeout's close frame
 
     # -- handshake -----------------------------------------------------------
     def onConnect(self, request):
@@ -348,6 +351,7 @@ class PlayerProtocol(WebSocketServerProtocol):
     def _joined(self, room, player, _taken_over):
         self.room = room
         self.player = player
+        self.last_pong = self.factory.service.clock.seconds()    # the ping timeout starts
         self._stop_hello_deadline()
         self.factory.register(player, self)
         room.welcome(player)
@@ -392,6 +396,9 @@ class PlayerProtocol(WebSocketServerProtocol):
             super().onPing(payload)              # the pong
 
     def onPong(self, payload):
+        # any pong counts for the ping timeout, ours or unsolicited (RFC 6455 5.5.3);
+        # other frames and messages do not
+        self.last_pong = self.factory.service.clock.seconds()
         if len(payload) == 8 and self.player is not None:
             (sent,) = struct.unpack("!d", payload)
             rtt = self.factory.service.monotonic() - sent
@@ -401,9 +408,34 @@ class PlayerProtocol(WebSocketServerProtocol):
     def send_ping(self):
         self.sendPing(struct.pack("!d", self.factory.service.monotonic()))
 
+    # -- the ping timeout (Config.ping_timeout, PROTOCOL.md 9.4) ------------------------
+    def ping_timed_out(self):
+        """No pong for ``ping_timeout`` s (``ArbiterFactory._ping_all`` checks): close
+        with 4008, and abort the TCP connection if the close is not answered within
+        PING_TIMEOUT_ABORT s (a silent peer will not answer it). The room hears of it
+        as of any dropped connection, once, from :meth:`onClose`."""
+        if self._gone or self.state != self.STATE_OPEN:
+            return
+        self.quiet_log().warn("ping timeout", "{peer}: no pong for {n:g} s, closing with {code}",
+                              peer=self.peer, n=self.factory.config.ping_timeout,
+                              code=codes.CLOSE_PING_TIMEOUT)
+        self.close_with(codes.CLOSE_PING_TIMEOUT, "ping timeout")
+        if not self._gone:
+            self._abort_call = self.factory.service.clock.callLater(
+                PING_TIMEOUT_ABORT, self._abort_unanswered)
+
+    def _abort_unanswered(self):
+        self._abort_call = None
+        if not self._gone:
+            self._gone = True
+            self.transport.abortConnection()     # connectionLost -> onClose -> the room
+
     def onClose(self, wasClean, code, reason):
         self._gone = True
         self._stop_hello_deadline()
+        call, self._abort_call = self._abort_call, None
+        if call is not None and call.active():
+            call.cancel()
         if self._quiet is not None:
             self._quiet.flush()
         self.factory.connection_closed(self)
