@@ -26,6 +26,13 @@ the very mirror a ``"state"`` client builds, in ``client.state``; a broken frame
 the mirror and asks for a ``resync``. ``sync="intent"``: ``client.state`` is what the
 server sent (moving cubes as ``pos``/``to``/``since``), and ``client.position(id, tick)``
 extrapolates them.
+
+Rounds (``--round-points``/``--round-seconds``, docs/PROTOCOL.md 21): ``client.round`` is the
+state's ``round`` map (``n``, ``phase``, ``points``, ``ends_at``, ``next_at``, ``result``) or
+None in a room without rounds; ``round_results`` keeps the ``round_end`` events received and
+``phases`` the ``phase`` messages; ``wait_round_end()`` fires with the next ``round_end`` (or
+the one of a given round). A player who joins between rounds gets no ``round_end`` event:
+the result is in ``client.round["result"]``.
 """
 
 from collections import deque
@@ -117,6 +124,8 @@ class ArbiterClient:
         self.corrections = deque(maxlen=keep)
         self.errors = deque(maxlen=keep)
         self.redirects = deque(maxlen=keep)   # the ``moved`` errors followed, in order
+        self.round_results = deque(maxlen=keep)   # the ``round_end`` events, in order
+        self.phases = deque(maxlen=keep)      # the ``phase`` messages, in order
         self.moved = None           # this socket's ``moved`` error (not in ``errors``)
         self.follow_moved = False   # rejoin by itself on a ``moved`` after the join
         self.following = None       # the last such rejoin: a Deferred (see rejoin())
@@ -184,6 +193,10 @@ class ArbiterClient:
                 self.compact = self.mirror = None
         elif t == "event":
             self.events.append(msg)
+            if msg.get("kind") == "round_end":
+                self.round_results.append(msg)
+        elif t == "phase":
+            self.phases.append(msg)
         elif t == "reject":
             self.rejects.append(msg)
         elif t == "correct":
@@ -374,6 +387,22 @@ class ArbiterClient:
     def wait_ack(self, seq, timeout=10.0):
         return self.wait_for(lambda c: c.ack >= seq, timeout)
 
+    def wait_round_end(self, n=None, timeout=10.0):
+        """Fires with a ``round_end`` event: the one of round ``n`` (at once if it is
+        already in ``round_results``), or with ``n`` None the next one from now on."""
+        last = self.round_results[-1] if self.round_results else None
+        found = []
+
+        def seen(client):
+            for ev in reversed(client.round_results):
+                if n is None and ev is last:
+                    break
+                if n is None or ev.get("round") == n:
+                    found.append(ev)         # (newest first: the last one found is the next)
+            return bool(found)
+
+        return self.wait_for(seen, timeout).addCallback(lambda _: found[-1])
+
     # -- sending -----------------------------------------------------------------------
     def send(self, msg):
         payload, binary = wire.encode(msg, self.encoding)
@@ -436,6 +465,14 @@ class ArbiterClient:
         return self.closed
 
     # -- reading the mirror ------------------------------------------------------------
+    @property
+    def round(self):
+        """The room's round (the state's ``round``: ``{"n", "phase": "running" | "ended",
+        "points"?, "ends_at"?, "next_at"?, "result"?}``, ticks are state ticks), or None
+        when the room runs no rounds."""
+        r = self.state.get("round") if isinstance(self.state, dict) else None
+        return r if isinstance(r, dict) else None
+
     def entities(self, kind=None, owner=None):
         """{id: entity} of the mirrored state, filtered by kind and owner."""
         return {int(k): e for k, e in self.state.get("entities", {}).items()
