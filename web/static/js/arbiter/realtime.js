@@ -65,7 +65,10 @@ export function glideMove(pos, input, world) {
  *
  * Events: everything Connection emits, plus "state" (msg, after the mirror
  * was updated), "correction" ({id, error: [dx, dz], snapped, reason}),
- * "join"/"leave"/"say"/"tag" (the `event` message by kind).
+ * "join"/"leave"/"say"/"tag" (the `event` message by kind; any other kind
+ * too, e.g. the cube game's "hit", "pickup", "round_end" and "round_start"),
+ * and "phase" (the `phase` message: a room with rounds goes to "ended"
+ * between rounds and back to "running"; see `round`).
  */
 export class RealtimeClient extends Emitter {
   constructor(options = {}) {
@@ -111,7 +114,8 @@ export class RealtimeClient extends Emitter {
     this._avatarId = null;
 
     const c = this.connection;
-    for (const t of ["status", "welcome", "message", "close", "send", "pong", "error", "event", "reject", "correct", "snapshot", "delta", "redirect"]) {
+    const forwarded = ["status", "welcome", "message", "close", "send", "pong", "error", "event", "reject", "correct", "snapshot", "delta"];
+    for (const t of [...forwarded, "redirect", "phase"]) {
       c.on(t, (...args) => this.emit(t, ...args));
     }
     c.on("welcome", (msg) => this._onWelcome(msg));
@@ -156,6 +160,22 @@ export class RealtimeClient extends Emitter {
   /** The WebSocket url the connection is on (after a cluster's redirect, the room's node). */
   get url() {
     return this.connection.url;
+  }
+
+  /**
+   * The room's round when it runs rounds (the state's `round`: {n, phase:
+   * "running" | "ended", points?, ends_at?, next_at?, result?}, ticks are
+   * state ticks), else null.
+   */
+  get round() {
+    const r = this.state.round;
+    return r && typeof r === "object" ? r : null;
+  }
+
+  /** welcome.view_radius: you see only what is within this of your avatar; 0 when you see all. */
+  get viewRadius() {
+    const r = this.connection.welcome?.view_radius;
+    return typeof r === "number" && r > 0 ? r : 0;
   }
 
   /** The entity id (a string) of your avatar, or null. */
