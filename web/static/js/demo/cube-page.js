@@ -14,6 +14,7 @@ const sync = SYNC_MODES.includes(params.get("sync")) ? params.get("sync") : "com
 const encoding = sync === "compact" || params.get("enc") === "msgpack" ? "msgpack" : "json";
 const NAME_KEY = "arbiter.name";
 const DRAG_PX = 5;
+const TOAST_MS = 1800;
 
 // -- test hook: read-only views of what is drawn; tests drive the UI with real input --
 const hook = {
@@ -29,6 +30,15 @@ const hook = {
   ownCubes: () => ownCubeIds(),
   marker: () => (view?.marker.visible ? view.markerTarget : null),
   cameraSettled: () => !!view?.settled,
+  // the game's extras (--drones, --pickups, --round-*, --view-radius)
+  drawnEntities: (kind) => view?.describe(kind) ?? [], // [{id, kind, shape, color, pos, inScene, pickable}]
+  scoreboard: () => scoreboardState(),
+  roundBanner: () => roundBannerState(),
+  viewRing: () =>
+    view ? { visible: view.viewRing.visible, radius: view.viewRadius, center: [view.viewRing.position.x, view.viewRing.position.z] } : null,
+  toasts: [], // [{text, kind, frame}], the last 50 shown
+  rounds: [], // the round_end events received, in order
+  phases: [], // the phase messages received, in order
 };
 window.arbiterDemo = hook;
 
@@ -85,6 +95,26 @@ function isOwnCube(id) {
   return !!e && e.kind === "cube" && e.owner === client.you;
 }
 
+/** The `round` of the state, or null when the room runs no rounds. */
+function currentRound() {
+  return client?.round ?? null;
+}
+
+let lastPhase = null; // the latest `phase` message since the welcome
+
+/**
+ * True between rounds: the server refuses inputs, so the avatar is not driven.
+ * The `phase` message comes a tick before the state that says so: the newer wins.
+ */
+function roundOver() {
+  const r = currentRound();
+  if (!r) return false;
+  const p = lastPhase;
+  if (p && typeof p.round === "number" && p.round > r.n) return p.phase === "ended";
+  if (p && p.round === r.n && p.phase === "ended") return true;
+  return r.phase === "ended";
+}
+
 function isOtherAvatar(id) {
   const e = client?.state.entities[id];
   return !!e && e.kind === "avatar" && e.owner !== client.you;
@@ -99,6 +129,7 @@ function updateDirection() {
     dx += DIRECTION_KEYS[code][0];
     dz += DIRECTION_KEYS[code][1];
   }
+  if (roundOver()) dx = dz = 0; // held keys drive the avatar again when the next round starts
   client?.setDirection(Math.sign(dx), Math.sign(dz));
 }
 
@@ -270,10 +301,11 @@ function updateOverlay(t) {
   setText("o-delay", client.interpolate ? `${Math.round(client.renderDelay)} ms` : "off");
   setText("o-sync", syncText(c));
   showNode(c);
+  renderScoreboard(t);
+  renderRoundBanner(t);
 
   const players = Object.entries(client.state.players ?? {});
-  const avatarColor = {};
-  for (const e of Object.values(client.state.entities)) if (e?.kind === "avatar") avatarColor[e.owner] = e.color;
+  const avatarColor = avatarColors();
   const key = JSON.stringify([players, avatarColor, c.you]);
   if (key === lastPlayers) return;
   lastPlayers = key;
@@ -286,6 +318,152 @@ function updateOverlay(t) {
       score: `${p.score} · ${p.ping} ms`,
     })),
   );
+}
+
+// -- rounds: the scoreboard and the result between rounds ---------------------------
+
+/** The server's state tick now, estimated (frames may pause while nothing changes). */
+function serverTick(t = performance.now()) {
+  const est = client.tickClock?.tickAt(t);
+  return Math.max(client.tick ?? 0, est ?? 0);
+}
+
+/** Whole seconds from now to state tick `tick` (0 once it is past). */
+function secondsTo(tick, t) {
+  const rate = client.connection.rate || 20;
+  return Math.max(0, Math.ceil((tick - serverTick(t)) / rate));
+}
+
+function clockText(s) {
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+// player id -> its avatar's colour, kept when the avatar leaves your view (--view-radius)
+const seenColors = {};
+
+function avatarColors() {
+  for (const e of Object.values(client.state.entities)) if (e?.kind === "avatar") seenColors[e.owner] = e.color;
+  return seenColors;
+}
+
+/** The players by score, highest first (then by name): [{pid, name, score, you}]. */
+function ranking(scores = null) {
+  const players = client.state.players ?? {};
+  const src = scores ?? Object.fromEntries(Object.entries(players).map(([pid, p]) => [pid, p.score ?? 0]));
+  return Object.entries(src)
+    .map(([pid, score]) => ({ pid, name: players[pid]?.name ?? pid, score, you: pid === client.you }))
+    .sort((a, b) => b.score - a.score || a.name.localeCompare(b.name));
+}
+
+function scoreboardState(t = performance.now()) {
+  const r = currentRound();
+  if (!client || !r) return { visible: false, round: null, title: "", goal: "", rows: [], text: "" };
+  const title = `Round ${r.n}`;
+  const goal = [];
+  if (r.phase === "ended") goal.push("over");
+  else {
+    if (r.points) goal.push(`first to ${r.points}`);
+    if (typeof r.ends_at === "number") goal.push(`${clockText(secondsTo(r.ends_at, t))} left`);
+  }
+  const rows = ranking();
+  const lines = rows.map((p, i) => `${i + 1}. ${p.name}${p.you ? " (you)" : ""} ${p.score}`);
+  const text = [`${title} · ${goal.join(" · ")}`, ...lines].join("\n");
+  return { visible: true, round: r.n, phase: r.phase, title, goal: goal.join(" · "), rows, text };
+}
+
+let lastScoreboard = "";
+function renderScoreboard(t) {
+  const sb = scoreboardState(t);
+  const box = $("scoreboard");
+  if (box.hidden === sb.visible) box.hidden = !sb.visible;
+  if (!sb.visible) return;
+  setText("sb-round", sb.title);
+  setText("sb-goal", sb.goal);
+  const colors = avatarColors();
+  const key = JSON.stringify([sb.rows, colors]);
+  if (key === lastScoreboard) return;
+  lastScoreboard = key;
+  $("sb-rows").replaceChildren(
+    ...sb.rows.map((p) => {
+      const li = document.createElement("li");
+      if (p.you) li.className = "you";
+      const sw = document.createElement("span");
+      sw.className = "swatch";
+      sw.style.background = colors[p.pid] ?? NO_COLOR;
+      const name = document.createElement("span");
+      name.textContent = p.you ? `${p.name} (you)` : p.name;
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = String(p.score);
+      li.append(sw, name, score);
+      return li;
+    }),
+  );
+}
+
+let lastRoundEnd = null; // the latest round_end event (the state's result, should it lag)
+
+function roundBannerState(t = performance.now()) {
+  const r = currentRound();
+  if (!client || !r || r.phase !== "ended") return { visible: false, round: r?.n ?? null, text: "" };
+  const ev = lastRoundEnd && lastRoundEnd.round === r.n ? lastRoundEnd : null;
+  const result = r.result ?? ev ?? { round: r.n, scores: {} };
+  const winner = result.winner ?? null;
+  const winnerName = winner === null ? null : (client.state.players[winner]?.name ?? winner);
+  const head = winner === null ? `Round ${r.n} is a tie` : `${winnerName}${winner === client.you ? " (you)" : ""} wins round ${r.n}!`;
+  const reason =
+    result.reason === "points"
+      ? `first to ${r.points ?? "the points"}`
+      : result.reason === "time"
+        ? "time's up"
+        : (result.reason ?? "");
+  const scores = ranking(result.scores ?? {});
+  const nextAt = r.next_at ?? ev?.next_at ?? null;
+  const next = nextAt === null ? "round over" : `next round in ${secondsTo(nextAt, t)} s`;
+  const lines = [head, reason, ...scores.map((p) => `${p.name}${p.you ? " (you)" : ""} ${p.score}`), next].filter(Boolean);
+  return { visible: true, round: r.n, winner, winnerName, reason, head, scores, next, text: lines.join("\n") };
+}
+
+let lastBanner = "";
+function renderRoundBanner(t) {
+  const rb = roundBannerState(t);
+  const box = $("round-banner");
+  if (box.hidden === rb.visible) box.hidden = !rb.visible;
+  if (!rb.visible) {
+    lastBanner = "";
+    return;
+  }
+  setText("rb-head", rb.head);
+  setText("rb-reason", rb.reason);
+  setText("rb-next", rb.next);
+  const key = JSON.stringify([rb.scores, rb.winner]);
+  if (key === lastBanner) return;
+  lastBanner = key;
+  $("rb-scores").replaceChildren(
+    ...rb.scores.map((p) => {
+      const li = document.createElement("li");
+      if (p.pid === rb.winner) li.className = "winner";
+      li.textContent = `${p.name}${p.you ? " (you)" : ""}: ${p.score}`;
+      return li;
+    }),
+  );
+}
+
+/** A short message in the middle of the screen for a moment (a hit, a pickup). */
+function toast(text, kind = "") {
+  const el = document.createElement("div");
+  el.className = `toast ${kind}`.trim();
+  el.textContent = text;
+  $("toasts").append(el);
+  while ($("toasts").children.length > 4) $("toasts").firstChild.remove();
+  setTimeout(() => el.classList.add("fade"), TOAST_MS);
+  setTimeout(() => el.remove(), TOAST_MS + 450);
+  hook.toasts.push({ text, kind, frame: hook.frame });
+  if (hook.toasts.length > 50) hook.toasts.shift();
+}
+
+function flashAvatarOf(pid) {
+  for (const [id, e] of Object.entries(client.state.entities)) if (e?.kind === "avatar" && e.owner === pid) view.flash(id);
 }
 
 // The sync mode in use: what was asked for, unless a server without the compact sync
@@ -365,6 +543,8 @@ async function main() {
   });
   client.on("welcome", (msg) => {
     cameraPlaced = false;
+    view.setViewRadius(client.viewRadius);
+    lastPhase = null;
     log(`joined room ${msg.room} as ${msg.name} (${msg.you})`);
     updateButtons();
   });
@@ -376,7 +556,31 @@ async function main() {
     log(`${playerName(ev.player)} tagged ${playerName(ev.target)}!`);
     for (const [id, e] of Object.entries(client.state.entities)) if (e?.kind === "avatar" && e.owner === ev.target) view.flash(id);
   });
-  client.on("reject", (msg) => log(msg.code === "miss" ? "missed: too far away" : `refused: ${msg.code} (${msg.msg})`, true));
+  client.on("reject", (msg) => {
+    if (msg.code === "not_running" && roundOver()) return; // the banner says so
+    log(msg.code === "miss" ? "missed: too far away" : `refused: ${msg.code} (${msg.msg})`, true);
+  });
+  // the cube game's extras: drones, pickups, rounds (docs/GAMES.md)
+  client.on("hit", (ev) => {
+    flashAvatarOf(ev.player);
+    if (ev.player === client.you) toast("hit by a drone: −1", "bad");
+  });
+  client.on("pickup", (ev) => {
+    if (ev.player === client.you) toast("pickup: +1", "good");
+  });
+  client.on("round_end", (ev) => {
+    lastRoundEnd = ev;
+    hook.rounds.push(ev);
+    const who = ev.winner === null || ev.winner === undefined ? "a tie" : `${playerName(ev.winner)} wins`;
+    log(`round ${ev.round} over: ${who}`);
+    updateDirection();
+  });
+  client.on("round_start", (ev) => log(`round ${ev.round} starts`));
+  client.on("phase", (msg) => {
+    lastPhase = msg;
+    hook.phases.push(msg);
+    updateDirection();
+  });
   client.on("error", (msg) => log(`error: ${msg.code} (${msg.msg})`, true));
   requestAnimationFrame(frame);
   await client.connect();

@@ -6,6 +6,17 @@ import * as THREE from "three";
 
 const AVATAR_SIZE = 1;
 const CUBE_SIZE = 0.7;
+// The server's own entities (--drones, --pickups): shapes of their own, never cubes.
+const DRONE_RADIUS = 0.55; // an octahedron, hovering
+const DRONE_HOVER = 1.35; // height of its centre
+const PICKUP_RADIUS = 0.32; // a small torus, spinning upright
+const PICKUP_HEIGHT = 0.6;
+/** The kinds drawn with a shape of their own; any other kind is drawn as a cube. */
+const KINDS = new Set(["avatar", "cube", "drone", "pickup"]);
+/** The kinds a player acts on (clicks and hover pick them); the server's drones and pickups are scenery. */
+const PICKABLE = new Set(["avatar", "cube"]);
+/** Height of an entity's centre above the ground, by kind. */
+const HEIGHT = { avatar: AVATAR_SIZE / 2, cube: CUBE_SIZE / 2, drone: DRONE_HOVER, pickup: PICKUP_HEIGHT };
 const HOVER_MIX = 0.45;
 const WHITE = new THREE.Color("#ffffff");
 const CAMERA_OFFSET = new THREE.Vector3(0, 20, 15); // from the point in focus, at zoom 1
@@ -56,20 +67,33 @@ export class WorldView {
     this.scene.background = new THREE.Color("#11161d");
     this.camera = new THREE.PerspectiveCamera(45, 1, 0.1, 500);
     this.raycaster = new THREE.Raycaster();
-    this.entities = new Map(); // id -> {group, body, material, outline, label, kind, color}
+    this.entities = new Map(); // id -> {group, body, material, outline, label, kind, pickable, color}
 
     this.scene.add(new THREE.HemisphereLight("#dfe9ff", "#2a2f36", 1.6));
     const sun = new THREE.DirectionalLight("#ffffff", 1.8);
     sun.position.set(10, 30, 15);
     this.scene.add(sun);
 
-    this.boxes = {
+    this.shapes = {
       avatar: new THREE.BoxGeometry(AVATAR_SIZE, AVATAR_SIZE, AVATAR_SIZE),
       cube: new THREE.BoxGeometry(CUBE_SIZE, CUBE_SIZE, CUBE_SIZE),
+      drone: new THREE.OctahedronGeometry(DRONE_RADIUS),
+      pickup: new THREE.TorusGeometry(PICKUP_RADIUS, 0.11, 12, 32),
     };
     this.edges = {
-      avatar: new THREE.EdgesGeometry(this.boxes.avatar),
+      avatar: new THREE.EdgesGeometry(this.shapes.avatar),
       cube: new THREE.EdgesGeometry(new THREE.BoxGeometry(CUBE_SIZE * 1.12, CUBE_SIZE * 1.12, CUBE_SIZE * 1.12)),
+      drone: new THREE.EdgesGeometry(new THREE.OctahedronGeometry(DRONE_RADIUS * 1.12)),
+      pickup: new THREE.EdgesGeometry(new THREE.TorusGeometry(PICKUP_RADIUS, 0.13, 6, 16), 30),
+    };
+    // a drone's shadow on the ground, so you can tell where it hovers, and its rotor guard
+    this.droneShadow = {
+      geometry: new THREE.CircleGeometry(DRONE_RADIUS * 0.9, 24),
+      material: new THREE.MeshBasicMaterial({ color: "#000000", transparent: true, opacity: 0.35, depthWrite: false }),
+    };
+    this.droneRotor = {
+      geometry: new THREE.TorusGeometry(DRONE_RADIUS * 1.45, 0.045, 8, 40),
+      material: new THREE.MeshStandardMaterial({ color: "#e8edf2", roughness: 0.4, metalness: 0.3 }),
     };
 
     this.ownRing = new THREE.Mesh(
@@ -79,6 +103,16 @@ export class WorldView {
     this.ownRing.rotation.x = -Math.PI / 2;
     this.ownRing.visible = false;
     this.scene.add(this.ownRing);
+
+    // --view-radius: the edge of what the server shows you, around your avatar
+    this.viewRadius = 0;
+    this.viewRing = new THREE.Mesh(
+      new THREE.BufferGeometry(),
+      new THREE.MeshBasicMaterial({ color: "#9fd3ff", side: THREE.DoubleSide, transparent: true, opacity: 0.3, depthWrite: false }),
+    );
+    this.viewRing.rotation.x = -Math.PI / 2;
+    this.viewRing.visible = false;
+    this.scene.add(this.viewRing);
 
     this.marker = new THREE.Mesh(
       new THREE.RingGeometry(0.35, 0.6, 32),
@@ -109,6 +143,16 @@ export class WorldView {
     this.focus = this.focus ?? new THREE.Vector3();
     this.zoom = this.zoom ?? 1;
     this._placeCamera();
+  }
+
+  /** The radius of the ring drawn around your avatar (welcome.view_radius); 0: no ring. */
+  setViewRadius(radius) {
+    const r = radius > 0 ? radius : 0;
+    if (r === this.viewRadius) return;
+    this.viewRadius = r;
+    this.viewRing.geometry.dispose();
+    this.viewRing.geometry = r ? new THREE.RingGeometry(Math.max(0, r - 0.12), r, 160) : new THREE.BufferGeometry();
+    if (!r) this.viewRing.visible = false;
   }
 
   /** Zoom in (< 1) or out (> 1), between close-up and the whole plane. */
@@ -166,22 +210,23 @@ export class WorldView {
       }
     }
     this.ownRing.visible = false;
+    this.viewRing.visible = false;
     for (const [id, e] of view) {
-      const kind = e.kind === "avatar" ? "avatar" : "cube";
+      const kind = KINDS.has(e.kind) ? e.kind : "cube";
       let rec = this.entities.get(id);
       if (!rec || rec.kind !== kind) {
         if (rec) this.scene.remove(rec.group);
         rec = this._create(id, kind);
       }
       const [x, , z] = e.pos;
-      const half = (kind === "avatar" ? AVATAR_SIZE : CUBE_SIZE) / 2;
-      rec.group.position.set(x, half, z);
+      rec.group.position.set(x, HEIGHT[kind], z);
       if (rec.colorHex !== e.color) {
         rec.colorHex = e.color;
         rec.color = new THREE.Color(e.color || "#cccccc");
+        if (!rec.pickable) rec.material.emissive.copy(rec.color).multiplyScalar(0.35);
       }
       rec.material.color.copy(rec.color);
-      if (ui.hovered === id) rec.material.color.lerp(WHITE, HOVER_MIX);
+      if (ui.hovered === id && rec.pickable) rec.material.color.lerp(WHITE, HOVER_MIX);
       rec.outline.visible = ui.selected.has(id) || (rec.flashUntil ?? 0) > performance.now();
       if (kind === "avatar") {
         const name = ui.names[e.owner] ?? e.owner;
@@ -193,23 +238,68 @@ export class WorldView {
         if (id === ui.avatarId) {
           this.ownRing.visible = true;
           this.ownRing.position.set(x, 0.01, z);
+          if (this.viewRadius) {
+            this.viewRing.visible = true;
+            this.viewRing.position.set(x, 0.015, z);
+          }
         }
       }
     }
   }
 
   _create(id, kind) {
-    const material = new THREE.MeshStandardMaterial({ color: "#cccccc", roughness: 0.6 });
-    const body = new THREE.Mesh(this.boxes[kind], material);
+    const pickable = PICKABLE.has(kind);
+    const material = pickable
+      ? new THREE.MeshStandardMaterial({ color: "#cccccc", roughness: 0.6 })
+      : new THREE.MeshStandardMaterial({
+          color: "#cccccc",
+          roughness: 0.3,
+          metalness: kind === "pickup" ? 0.5 : 0.2,
+          flatShading: kind === "drone",
+        });
+    const body = new THREE.Mesh(this.shapes[kind], material);
     body.userData.entityId = id;
     const outline = new THREE.LineSegments(this.edges[kind], new THREE.LineBasicMaterial({ color: "#ffffff" }));
     outline.visible = false;
     const group = new THREE.Group();
     group.add(body, outline);
+    let rotor = null;
+    if (kind === "drone") {
+      const shadow = new THREE.Mesh(this.droneShadow.geometry, this.droneShadow.material);
+      shadow.rotation.x = -Math.PI / 2;
+      shadow.position.y = 0.02 - DRONE_HOVER;
+      rotor = new THREE.Mesh(this.droneRotor.geometry, this.droneRotor.material);
+      rotor.rotation.x = -Math.PI / 2;
+      group.add(shadow, rotor);
+    }
     this.scene.add(group);
-    const rec = { id, kind, group, body, material, outline, label: null, colorHex: null, color: null };
+    // a phase of its own, so drones and pickups do not bob and spin in step
+    const phase = ((Number(id) || 0) * 2.399) % (Math.PI * 2);
+    const rec = { id, kind, pickable, phase, group, body, material, outline, rotor, label: null, colorHex: null, color: null };
     this.entities.set(id, rec);
     return rec;
+  }
+
+  /**
+   * What is drawn, for tests and tools: [{id, kind, shape (the geometry's type),
+   * color, pos: [x, y, z], inScene, pickable}], of one kind or all.
+   */
+  describe(kind = null) {
+    const out = [];
+    for (const rec of this.entities.values()) {
+      if (kind && rec.kind !== kind) continue;
+      const p = rec.group.position;
+      out.push({
+        id: rec.id,
+        kind: rec.kind,
+        shape: rec.body.geometry.type,
+        color: rec.colorHex,
+        pos: [p.x, p.y, p.z],
+        inScene: rec.group.parent === this.scene && rec.body.parent === rec.group,
+        pickable: rec.pickable,
+      });
+    }
+    return out;
   }
 
   /** Outline an entity for a moment (a tag hit). */
@@ -232,6 +322,19 @@ export class WorldView {
   }
 
   render() {
+    // the server's entities move by themselves: a drone bobs and turns, a pickup spins
+    const s = performance.now() / 1000;
+    for (const rec of this.entities.values()) {
+      if (rec.kind === "drone") {
+        rec.body.position.y = 0.12 * Math.sin(s * 2.2 + rec.phase);
+        rec.body.rotation.y = s * 1.5 + rec.phase;
+        rec.outline.position.y = rec.rotor.position.y = rec.body.position.y;
+        rec.outline.rotation.y = rec.body.rotation.y;
+      } else if (rec.kind === "pickup") {
+        rec.body.rotation.y = s * 2.5 + rec.phase;
+        rec.body.position.y = 0.08 * Math.sin(s * 3 + rec.phase);
+      }
+    }
     if (this.marker.visible) {
       const age = (performance.now() - this.markerSince) / 1000;
       const s = 1 + 0.15 * Math.sin(age * 6);
@@ -245,10 +348,13 @@ export class WorldView {
     return new THREE.Vector2(((clientX - r.left) / r.width) * 2 - 1, -((clientY - r.top) / r.height) * 2 + 1);
   }
 
-  /** The nearest entity under a screen point that passes `accept(id)`: its id, or null. */
+  /**
+   * The nearest entity under a screen point that passes `accept(id)`: its id, or null.
+   * Only avatars and cubes are picked: the server's drones and pickups never are.
+   */
   pick(clientX, clientY, accept = () => true) {
     this.raycaster.setFromCamera(this._ndc(clientX, clientY), this.camera);
-    const bodies = [...this.entities.values()].map((r) => r.body);
+    const bodies = [...this.entities.values()].filter((r) => r.pickable).map((r) => r.body);
     const hit = this.raycaster.intersectObjects(bodies, false).find((h) => accept(h.object.userData.entityId));
     return hit ? hit.object.userData.entityId : null;
   }
