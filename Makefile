@@ -15,6 +15,10 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+# What `make run` turns on so the demo shows the cube game's extras: drones, pickups, rounds
+# to 10 points and a view radius (README, Configuration). ARGS come after them and win: twistd
+# takes the last value of an option given twice (ARGS="--drones 0"); DEMO_ARGS= turns them off.
+DEMO_ARGS ?= --drones 3 --pickups 4 --round-points 10 --view-radius 16
 PKG_DIRS := arbiter protocols web twistd_plugins
 PIP := $(BIN)/python -m pip -qq
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -67,7 +71,7 @@ redis-deps:
 	    || command -v redis-server >/dev/null 2>&1; }
 
 run: setup
-	$(BIN)/twistd -n arbiter $(ARGS)
+	$(BIN)/twistd -n arbiter $(DEMO_ARGS) $(ARGS)
 
 # Cluster mode on this machine: WORKERS nodes (default: one per core) on ports 8080, 8081, ...
 # next to a Redis of their own. make cluster WORKERS=2 ARGS="--port 9000 -- --max-players 8"
