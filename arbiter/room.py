@@ -199,6 +199,8 @@ class RealtimeRoom(RoomBase):
     def start(self):
         """Setup is over (an API room's lobby): inputs are taken from now on."""
         phases.set_phase(self, phases.RUNNING)
+        if self.rounds is not None and not self.rounds.over:
+            self.rounds.restart_clock()      # the round runs from the end of setup
 
     def _state_for(self, player, changed, congested):
         """This state tick's message to ``player``: (kind, ack, sync view), or None.
@@ -372,8 +374,8 @@ class RealtimeRoom(RoomBase):
         self.sim_tick += 1
         if rounds is None or not rounds.over:
             self._guarded("tick rules", game.tick_rules, self.sim_tick)
-        if rounds is not None:
-            self._guarded("rounds", rounds.check, now)
+        if rounds is not None and (rounds.over or self.phase == phases.RUNNING):
+            self._guarded("rounds", rounds.check, now)      # (not in a setup lobby)
         if self.sim_tick % self.ticks_per_batch == 0:
             window, self.window = self.window, []
             self._guarded("batched rules", game.batch_rules, window)

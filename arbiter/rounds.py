@@ -82,6 +82,14 @@ class RoundClock:
             room.broadcast_event("round_start", round=self.n)
             room.game.round_started(self.n)
 
+    def restart_clock(self):
+        """The room starts running now (its setup lobby is over): the round's time
+        counts from here."""
+        room = self.room
+        self.started_at = room.now
+        if self.seconds:
+            room.state["round"]["ends_at"] = room.tick + self._ticks(self.seconds)
+
     def end(self, reason, winner=None):
         """End the round now. ``winner``: a player id, or None to take the single
         highest score (None again on a tie)."""

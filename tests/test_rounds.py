@@ -146,3 +146,22 @@ def test_without_rounds_there_is_no_round_and_no_phase_message():
     assert not a.of("phase") and not a.of("event", kind="round_end")
     with pytest.raises(ValueError):
         room.end_round()
+
+
+def test_the_round_clock_waits_for_the_setup_lobby():
+    """A room made with a setup lobby: the round's time counts from the end of setup."""
+    server = InMemoryServer(Config(port=0, round_seconds=1.0))
+    server.service.create_room("main", lobby=({}, 1))
+    room = server.service.rooms.get("main")
+    a = Player(server, "A")
+    server.tick(60)                                # 3 s in setup
+    a.read()
+    assert room.phase == "setup" and not a.of("event", kind="round_end")
+    a.client.send({"t": "ready", "ready": True})
+    server.tick()
+    assert room.phase == "running"
+    start = room.tick
+    server.tick(25)
+    [end] = a.read().of("event", kind="round_end")
+    assert end["reason"] == "time"
+    assert a.state["round"]["ends_at"] == start - 1 + 20      # 1 s from the end of setup

@@ -297,3 +297,18 @@ def test_players_with_the_same_view_share_one_body():
     assert len(calls) == 3                      # four players, three distinct views
     assert viewers[0].entities == viewers[1].entities
     assert len(viewers[0].entities) == 2
+
+
+def test_a_missed_tag_does_not_say_where_a_hidden_avatar_is():
+    server = make()
+    room = room_of(server)
+    a = Viewer(server, "A")
+    b = Viewer(server, "B")
+    room.game.place_avatar(a.you, -15, 0)
+    room.game.place_avatar(b.you, 15, 0)
+    tick(server, [a, b])
+    a.client.send({"t": "tag", "seq": 1, "id": room.game.avatars[b.you], "view": room.tick})
+    server.tick()
+    [reject] = [m for m in a.client.received() if m["t"] == "reject"]
+    assert reject["code"] == "miss"
+    assert "30" not in reject["msg"] and "out of reach" in reject["msg"]

@@ -401,6 +401,9 @@ class CubeGame(Game):
         me = self.entities[str(self.avatars[player.id])]["pos"]
         dx, dz = me[0] - then[0], me[2] - then[1]
         if dx * dx + dz * dz > self.world.tag_radius ** 2:
+            if self.views_on:        # the distance would tell where a hidden avatar is
+                return Reject(codes.MISS, "target was out of reach at tick %d (tag_radius %s)"
+                              % (view, self.world.tag_radius))
             return Reject(codes.MISS, "target was %.2f away at tick %d (tag_radius %s)"
                           % ((dx * dx + dz * dz) ** 0.5, view, self.world.tag_radius))
         self.room.add_score(player, 1)
