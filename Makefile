@@ -18,7 +18,7 @@ ARGS ?=
 # What `make run` turns on so the demo shows the cube game's extras: drones, pickups, rounds
 # to 10 points and a view radius (README, Configuration). ARGS come after them and win: twistd
 # takes the last value of an option given twice (ARGS="--drones 0"); DEMO_ARGS= turns them off.
-DEMO_ARGS ?= --drones 3 --pickups 4 --round-points 10 --view-radius 16
+DEMO_ARGS ?= --drones 2 --pickups 4 --round-points 10 --view-radius 16
 PKG_DIRS := arbiter protocols web twistd_plugins
 PIP := $(BIN)/python -m pip -qq
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -30,7 +30,7 @@ PICKUP_COLOR = "#ffd60a"
 DRONE_SPEED = 3.0        # units/s: slower than an avatar (8), so it can be outrun
 DRONE_CHASE = 8.0        # a drone chases the nearest connected avatar within this
 DRONE_TOUCH = 1.0        # ... and costs its player a point when within this
-DRONE_COOLDOWN = 2.0     # seconds before the same drone can cost the same player again
+DRONE_COOLDOWN = 5.0     # seconds a drone leaves a player it touched alone (it wanders)
 PICKUP_REACH = 1.0       # an avatar within this takes the pickup
 
 
@@ -126,6 +126,16 @@ class CubeGame(Game):
         self.entities[str(eid)] = {"kind": "pickup", "owner": SERVER, "pos": [x, Y, z],
                                    "color": PICKUP_COLOR}
         self.pickups[eid] = self.entities[str(eid)]
+
+    def _clear_of_server_entities(self, x, z):
+        """True when (x, z) is out of every pickup's reach and every drone's touch, with
+        half a unit to spare."""
+        for node in list(self.pickups.values()) + [d.node for d in self.drones.values()]:
+            pos = node["pos"]
+            reach = (PICKUP_REACH if node["kind"] == "pickup" else DRONE_TOUCH) + 0.5
+            if (pos[0] - x) ** 2 + (pos[2] - z) ** 2 <= reach * reach:
+                return False
+        return True
 
     def server_owned(self, eid):
         """True for an entity id (int) the server owns: nobody orders, deletes or tags it."""
@@ -271,8 +281,11 @@ class CubeGame(Game):
         self.colors[player.id] = player.color = color
         eid = self.room.new_entity_id()
         half = self.world.size / 2
-        x = round2(self.room.rng.uniform(-half, half) * 0.5)
-        z = round2(self.room.rng.uniform(-half, half) * 0.5)
+        for _ in range(20):
+            x = round2(self.room.rng.uniform(-half, half) * 0.5)
+            z = round2(self.room.rng.uniform(-half, half) * 0.5)
+            if self._clear_of_server_entities(x, z):
+                break                    # (not born on a pickup, nor in a drone's reach)
         self.entities[str(eid)] = {"kind": "avatar", "owner": player.id,
                                    "pos": [x, Y, z], "color": color}
         self.avatars[player.id] = eid
