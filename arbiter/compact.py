@@ -156,9 +156,21 @@ class CompactCodec:
                 + struct.pack(self._pos[0] + 3 * self._pos[1], *q) + tail)
 
     # -- one tick ----------------------------------------------------------------------
-    def advance(self, patch, moves=None):
+    def _qpos(self, v):
+        """A ``pos`` value as (qx, qy, qz) in hundredths, or None when it is not three
+        numbers that fit."""
+        if isinstance(v, list) and len(v) == 3 and all(_number(c) for c in v):
+            q = self._q
+            qx, qy, qz = q(v[0]), q(v[1]), q(v[2])
+            if qx is not None and qy is not None and qz is not None:
+                return qx, qy, qz
+        return None
+
+    def advance(self, patch, moves=None, memo=None):
         """Take this tick's merge patch (and a columnar game's ``moves``: rows and their
-        new positions, from ``Columns.publish``): update the slot table, build the delta."""
+        new positions, from ``Columns.publish``): update the slot table, build the delta.
+        ``memo``: a dict shared by codecs fed parts of the same patch in one tick (per-player
+        views), so each ``pos`` is quantised once, not once per player."""
         self._free.extend(self._freed)
         self._freed = []
         self.active = True
@@ -203,15 +215,23 @@ class CompactCodec:
                     if field == "pos" and in_columns:
                         continue                 # from the arrays (``moves``)
                     if field == "pos":
-                        if isinstance(v, list) and len(v) == 3 and all(_number(c) for c in v):
-                            qx, qy, qz = q(v[0]), q(v[1]), q(v[2])
-                            if qx is not None and qy is not None and qz is not None:
-                                if qy == self.ys.get(key):
-                                    xz.append((slot, qx, qz))
-                                else:
-                                    self.ys[key] = qy
-                                    xyz.append((slot, qx, qy, qz))
-                                continue
+                        if memo is None:
+                            qp = self._qpos(v)
+                        else:
+                            hit = memo.get(id(v))
+                            if hit is not None and hit[0] is v:
+                                qp = hit[1]
+                            else:               # (the list itself is kept: ids stay unique)
+                                qp = self._qpos(v)
+                                memo[id(v)] = (v, qp)
+                        if qp is not None:
+                            qx, qy, qz = qp
+                            if qy == self.ys.get(key):
+                                xz.append((slot, qx, qz))
+                            else:
+                                self.ys[key] = qy
+                                xyz.append((slot, qx, qy, qz))
+                            continue
                     elif field == "to":
                         if v is None:
                             stop.append(slot)

@@ -67,6 +67,7 @@ class RealtimeRoom(RoomBase):
         self.failures = QuietLog(lambda: self.now, log, subject="room %s" % name)
         self.rounds = RoundClock.from_config(self, config)   # None: no rounds (v1)
         self._snapshot_cache = None
+        self._pos_memo = None
         self.state.collect()
 
     # -- membership ----------------------------------------------------------
@@ -296,7 +297,12 @@ class RealtimeRoom(RoomBase):
             if kind == "snapshot":
                 codec.reset()
                 return codec.snapshot(src), None
-            codec.advance(src)
+            memo = self._pos_memo
+            if memo is None or memo[0] != tick:
+                # each position quantised once per tick for all the players' codecs (the
+                # lists are the patch's own, alive for the whole tick)
+                memo = self._pos_memo = (tick, {})
+            codec.advance(src, memo=memo[1])
             return codec.delta(), None
         intent_view = self.game.intent_view
         if sync == "intent" and intent_view is not None:
