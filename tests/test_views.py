@@ -89,13 +89,15 @@ def room_of(server):
 
 
 def visible_to(room, pid):
-    """The entity keys within RADIUS of ``pid``'s avatar, from the server's own state."""
+    """The entity keys within RADIUS of ``pid``'s avatar, and its own, from the server's
+    own state."""
     game = room.game
+    game.flush_positions()
     me = room.state["entities"][str(game.avatars[pid])]["pos"]
     out = set()
     for k, e in room.state["entities"].items():
         dx, dz = e["pos"][0] - me[0], e["pos"][2] - me[2]
-        if dx * dx + dz * dz <= RADIUS * RADIUS:
+        if dx * dx + dz * dz <= RADIUS * RADIUS or e["owner"] == pid:
             out.add(k)
     return out
 
@@ -312,3 +314,19 @@ def test_a_missed_tag_does_not_say_where_a_hidden_avatar_is():
     [reject] = [m for m in a.client.received() if m["t"] == "reject"]
     assert reject["code"] == "miss"
     assert "30" not in reject["msg"] and "out of reach" in reject["msg"]
+
+
+@pytest.mark.parametrize("encoding,sync", SYNCS)
+def test_your_own_entities_are_in_your_view_wherever_they_are(encoding, sync):
+    server = make()
+    room = room_of(server)
+    a = Viewer(server, "A", encoding, sync)
+    b = Viewer(server, "B")
+    game = room.game
+    game.place_avatar(a.you, -15, -15)
+    game.place_avatar(b.you, 15, 15)
+    a.client.send({"t": "spawn", "seq": 1, "at": [18, -18]})     # far from both avatars
+    tick(server, [a, b], 2)
+    [cube] = [k for k, e in room.state["entities"].items() if e["kind"] == "cube"]
+    assert a.entities[cube]["owner"] == a.you
+    assert cube not in b.keys_seen

@@ -228,8 +228,9 @@ class CubeGame(Game):
         return {"view_radius": self.view_radius} if self.views_on else {}
 
     def view_of(self, player):
-        """Within ``view_radius`` of the player's avatar (on the x-z plane, edge included);
-        a spectator, or a player without an avatar, sees everything."""
+        """Within ``view_radius`` of the player's avatar (on the x-z plane, edge included),
+        and the player's own entities wherever they are; a spectator, or a player without
+        an avatar, sees everything."""
         if player.is_spectator:
             return None
         eid = self.avatars.get(player.id)
@@ -250,7 +251,10 @@ class CubeGame(Game):
         player's frozenset alone."""
         cols = self.columns
         rows = np.flatnonzero(cols.alive[:cols.n])
-        keys = [cols.key[r] for r in rows.tolist()]
+        rowlist = rows.tolist()
+        keys = [cols.key[r] for r in rowlist]
+        by_row = self.by_row
+        owners = [by_row[r].owner for r in rowlist]
         xs = [cols.qx[rows] / 100]
         zs = [cols.qz[rows] / 100]
         ents = self.entities
@@ -261,16 +265,20 @@ class CubeGame(Game):
             xs.append(np.array([p[0] for p in poss]))
             zs.append(np.array([p[2] for p in poss]))
             keys += other
+            owners += [ents[k]["owner"] for k in other]
         x = np.concatenate(xs)
         z = np.concatenate(zs)
         keys = np.array(keys, dtype=object)
+        owners = np.array(owners, dtype=object)
         pids = [only] if only is not None else list(self.avatars)
         me = [ents[str(self.avatars[pid])]["pos"] for pid in pids]
         ax = np.array([p[0] for p in me])[:, None]
         az = np.array([p[2] for p in me])[:, None]
         near = (x[None, :] - ax) ** 2 + (z[None, :] - az) ** 2 <= \
             self.view_radius * self.view_radius
-        views = {pid: frozenset(keys[row].tolist()) for pid, row in zip(pids, near)}
+        # and your own entities wherever they are (you know where your cubes went)
+        views = {pid: frozenset(keys[row | (owners == pid)].tolist())
+                 for pid, row in zip(pids, near)}
         if only is not None:
             return views[only]
         return self.room.tick, views
