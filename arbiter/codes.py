@@ -43,8 +43,12 @@ ROOM_ENDED = "room_ended"              # a hello to a lockstep room that has end
 # cannot be reached now (close 1013, "try again later")
 MOVED = "moved"
 UNAVAILABLE = "unavailable"
+# lobby and trust (docs/LOBBY.md): the authenticator refused the credentials (close 4006);
+# a hello by name to a private room, which takes only join tokens (close 4007)
+UNAUTHORIZED = "unauthorized"
+PRIVATE_ROOM = "private_room"
 ERROR_CODES = (BAD_MESSAGE, NOT_JOINED, ALREADY_JOINED, BAD_TOKEN, ROOM_FULL, INTERNAL_ERROR,
-               "rate_limited", ROOM_ENDED, MOVED, UNAVAILABLE)
+               "rate_limited", ROOM_ENDED, MOVED, UNAVAILABLE, UNAUTHORIZED, PRIVATE_ROOM)
 
 # -- reject codes, v1 first, in PROTOCOL.md's order of precedence ----------------------
 BAD_SEQ = "bad_seq"
@@ -83,12 +87,15 @@ CLOSE_BAD_TOKEN = 4001
 CLOSE_ROOM_FULL = 4003
 CLOSE_ROOM_ENDED = 4004      # after error room_ended
 CLOSE_MOVED = 4005           # after error moved: join again at its url
+CLOSE_UNAUTHORIZED = 4006    # after error unauthorized
+CLOSE_PRIVATE_ROOM = 4007    # after error private_room
 CLOSE_PING_TIMEOUT = 4008    # no pong for ping_timeout seconds (the player keeps its grace)
 CLOSE_CODES = {"ENDED": CLOSE_ENDED, "GOING_AWAY": CLOSE_GOING_AWAY, "POLICY": CLOSE_POLICY,
                "TOO_BIG": CLOSE_TOO_BIG, "TAKEN_OVER": CLOSE_TAKEN_OVER,
                "BAD_TOKEN": CLOSE_BAD_TOKEN, "ROOM_FULL": CLOSE_ROOM_FULL,
                "ROOM_ENDED": CLOSE_ROOM_ENDED, "TRY_AGAIN": CLOSE_TRY_AGAIN,
-               "MOVED": CLOSE_MOVED, "PING_TIMEOUT": CLOSE_PING_TIMEOUT}
+               "MOVED": CLOSE_MOVED, "UNAUTHORIZED": CLOSE_UNAUTHORIZED,
+               "PRIVATE_ROOM": CLOSE_PRIVATE_ROOM, "PING_TIMEOUT": CLOSE_PING_TIMEOUT}
 
 # -- limits of client messages (docs/PROTOCOL.md, Transport) ------------------------------
 MAX_INT = 2 ** 53 - 1        # the largest integer a JavaScript client holds exactly

@@ -67,6 +67,13 @@ class Config:
     round_pause: float = 5.0     # seconds between a round's end and the next round
     round_once: bool = False     # after the first round the room stays ended
     view_radius: float = 0.0     # players see only entities within this of their avatar
+    # lobby and trust (docs/LOBBY.md)
+    auth: str = ""               # module:callable that checks credentials; empty = guests
+    lan_announce: bool = False   # announce this server on the local network (UDP multicast)
+    lan_group: str = "239.255.42.99"    # the multicast group announcements go to
+    lan_port: int = 34997        # ... and its UDP port
+    lan_name: str = ""           # the name announced; the host name when empty
+    lan_interval: float = 2.0    # seconds between announcements
 
     @property
     def clustered(self):
@@ -116,6 +123,12 @@ class Config:
         for name in ("round_seconds", "round_pause", "view_radius"):
             if not getattr(self, name) >= 0:
                 raise ValueError("%s must be 0 or more, got %r" % (name, getattr(self, name)))
+        if not 1 <= self.lan_port <= 65535:
+            raise ValueError("lan_port must be a UDP port, got %r" % (self.lan_port,))
+        if not 0.5 <= self.lan_interval <= 3600:
+            raise ValueError("lan_interval must be in [0.5, 3600] s, got %r" % (self.lan_interval,))
+        if self.auth and ":" not in self.auth:
+            raise ValueError("auth must be module:callable, got %r" % (self.auth,))
         if self.ping_timeout < 0:
             raise ValueError("ping_timeout must be 0 (off) or more, got %r" % (self.ping_timeout,))
         if not 1 <= self.world.max_cubes <= 64:

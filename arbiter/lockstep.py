@@ -94,7 +94,7 @@ class LockstepRoom(RoomBase):
              "spectators": self.spectator_count, "game": self.game}
         if is_running(self.phase):
             d["turn"] = self.turn
-        return d
+        return self.lobby_fields(d)
 
     # -- membership ------------------------------------------------------------------
     def join(self, name, role="player", sync="state", pid=None):
@@ -140,6 +140,7 @@ class LockstepRoom(RoomBase):
             "rate": max(1, int(1000 // max(1, self.turn_ms))), "mode": self.mode,
             "role": player.role, "phase": self.phase,
             "world": {"max_players": self.max_players, "game": self.game},
+            **({"user": player.user} if player.user is not None else {}),
         })
         if self.phase == SETUP:
             self.lobby.changed()

@@ -59,6 +59,7 @@ class Player:
         self.sync = "state"
         self.rtt_ms = None
         self.ping_reported_at = None
+        self.user = None         # the authenticated user id (docs/LOBBY.md), None for a guest
         self.visible = None      # entity keys this player has under a game's view (None: all)
         self.view_codec = None   # its own compact codec under a game's view
         self.buckets = {
@@ -99,6 +100,42 @@ class RoomBase:
         # join tokens name this incarnation: they die with the room, not with its name
         self.incarnation = os.urandom(6).hex()
         self.tick_slot = 0
+        # the lobby (docs/LOBBY.md): a private room is not listed and takes join tokens
+        # only; a self-service room lets anyone mint join tokens even with --api-key; a
+        # quick-match room carries its match key (POST /api/match)
+        self.private = False
+        self.self_service = False
+        self.match = None          # None, or {"tag": str|None} for a room quick match fills
+        self.reserved = {}         # player id of an unused join token -> its expiry
+
+    def lobby_fields(self, d):
+        """``describe()``'s lobby keys: ``private``, ``match``/``tag`` when they apply."""
+        if self.private:
+            d["private"] = True
+        if self.match is not None:
+            d["match"] = True
+            if self.match.get("tag"):
+                d["tag"] = self.match["tag"]
+        return d
+
+    def reserve(self, pid, expires):
+        """A join token for ``pid`` was minted: its seat is held until ``expires``."""
+        self.reserved[pid] = expires
+
+    def seats_taken(self):
+        """Players plus the seats held by join tokens not yet used (expired ones freed)."""
+        if self.reserved:
+            now = self.current_time()
+            for pid in [p for p, exp in self.reserved.items() if exp <= now]:
+                del self.reserved[pid]
+        return self.player_count + len(self.reserved)
+
+    def player_of_user(self, user):
+        """The player (connected or in its grace period) authenticated as ``user``."""
+        for player in self.players.values():
+            if player.user == user:
+                return player
+        return None
 
     @property
     def player_count(self):
@@ -110,7 +147,9 @@ class RoomBase:
 
     @property
     def empty(self):
-        return not self.players
+        """No player, and no seat held for a join token (a quick match's room waits for
+        the players it admitted)."""
+        return not self.players and not (self.reserved and self.seats_taken())
 
     def claim(self, body):
         """The player a reconnect token's body names, its old connection (if still
@@ -139,7 +178,16 @@ class RoomBase:
             raise JoinError(codes.BAD_TOKEN, "join token already used: reconnect with the "
                             "token from welcome", codes.CLOSE_BAD_TOKEN)
         role = "spectator" if "spectator" in (body.get("role"), hello.get("role")) else "player"
-        return self.join(body.get("name"), role=role, sync=hello.get("sync", "state"), pid=pid)
+        self.reserved.pop(pid, None)
+        player = self.join(body.get("name"), role=role, sync=hello.get("sync", "state"),
+                           pid=pid)
+        if body.get("user"):
+            self.set_user(player, body["user"])
+        return player
+
+    def set_user(self, player, user):
+        """``player`` is the authenticated ``user`` (docs/LOBBY.md)."""
+        player.user = user
 
     def current_time(self):
         """The room's clock, in seconds."""

@@ -119,6 +119,8 @@ class RealtimeRoom(RoomBase):
             "ack": player.ack, "world": self.game.world_wire(),
         }
         welcome.update(self.game.welcome_fields())
+        if player.user is not None:
+            welcome["user"] = player.user
         if player.sync == "compact":
             welcome["compact"] = {"v": 1, "pos": self.compact.width}
             self.out.send(player, welcome)
@@ -493,9 +495,17 @@ class RealtimeRoom(RoomBase):
 
     def describe(self):
         """The room as the lobby lists it."""
-        return {"id": self.name, "mode": self.mode, "phase": self.phase,
-                "players": self.player_count, "max_players": self.world.max_players,
-                "spectators": self.spectator_count}
+        return self.lobby_fields({
+            "id": self.name, "mode": self.mode, "phase": self.phase,
+            "players": self.player_count, "max_players": self.world.max_players,
+            "spectators": self.spectator_count})
+
+    def set_user(self, player, user):
+        """``player`` is the authenticated ``user``: ``players[id].user`` in the state."""
+        player.user = user
+        node = self.state["players"].get(player.id)
+        if node is not None:
+            node["user"] = user
 
 
 class RoomRegistry:

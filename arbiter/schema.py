@@ -107,6 +107,8 @@ def seq(f):
 
 
 # -- protocol v1 ---------------------------------------------------------------------
+MAX_AUTH = 4096      # characters of hello's ``auth`` (arbiter/auth.py: MAX_CREDENTIALS)
+
 
 def check_hello(f):
     out = {}
@@ -131,6 +133,8 @@ def check_hello(f):
         if f["sync"] not in ("state", "intent", "compact"):
             raise bad("sync must be 'state', 'intent' or 'compact', got %s" % show(f["sync"]))
         out["sync"] = f["sync"]
+    if "auth" in f:                  # credentials for the server's authenticator (LOBBY.md)
+        out["auth"] = text("auth", f["auth"], 1, MAX_AUTH)
     return out
 
 

@@ -12,9 +12,11 @@ import json
 import time
 
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from arbiter.auth import AuthRefused, AuthRequest, Identity
 from arbiter.config import Config
 from arbiter.interfaces import DirectoryUnavailable
 from arbiter.games.cubes import CubeGame
@@ -32,6 +34,8 @@ log = Logger()
 
 UNKNOWN_ROOM = "unknown_room"
 ROOM_EXISTS = "room_exists"
+API_KEY_REQUIRED = "api_key_required"
+AUTH_TIMEOUT = 5.0        # seconds an authenticator may take before the join is refused
 
 
 class Refused(Exception):
@@ -54,8 +58,11 @@ class ArbiterService(Service):
     name = "arbiter"
 
     def __init__(self, config=None, *, clock, game_factory=CubeGame,
-                 monotonic=time.monotonic, metrics=None):
+                 monotonic=time.monotonic, metrics=None, authenticator=None):
         self.config = config or Config()
+        #: None (guests, as in protocol v1), or ``authenticate(credentials, AuthRequest)``
+        #: returning an Identity (or a Deferred of one) or raising AuthRefused
+        self.authenticator = authenticator
         self.clock = clock
         self.monotonic = monotonic
         self.game_factory = game_factory
@@ -63,6 +70,7 @@ class ArbiterService(Service):
         self.rooms = RoomRegistry()
         self.outbox = None
         self.directory = None        # an IDirectory in cluster mode (arbiter/app/cluster.py)
+        self.lan = None              # a LAN listener with --lan-announce (arbiter/app/lan.py)
         self.metrics = metrics
         self.room_factories = {"realtime": self._make_realtime, "lockstep": self._make_lockstep}
         # what this server's clients may send: its game's inputs, its room kinds' messages
@@ -224,7 +232,14 @@ class ArbiterService(Service):
             raise Refused(ROOM_EXISTS, "a room with id %s exists already" % json.dumps(room_id))
         options = dict(options)
         lobby = options.pop("lobby", None)
-        room = self.create_room(room_id, mode, persistent=True, lobby=lobby, **options)
+        private = options.pop("private", False)
+        self_service = options.pop("self_service", False)
+        match = options.pop("match", None)
+        room = self.create_room(room_id, mode, persistent=match is None, lobby=lobby,
+                                **options)
+        room.private = bool(private)
+        room.self_service = bool(self_service)
+        room.match = match               # quick match's rooms go when their players do
         log.info("room {room} ({mode}) created through the API", room=room_id, mode=mode)
         return self.room_info(room)
 
@@ -240,55 +255,129 @@ class ArbiterService(Service):
             self.end_room(room, "deleted through the API")
             return {"id": room.name, "phase": ENDED}
         if op == "join":
+            if self.config.api_key and not args.get("key_ok") and not room.self_service:
+                raise Refused(API_KEY_REQUIRED, "join tokens for room %s need the API key "
+                              "(the room is not self-service)" % json.dumps(room_id))
+            if args.get("match") is not None and not self._fits(room, args["match"]):
+                raise Refused(codes.ROOM_FULL, "room %s no longer fits this match"
+                              % json.dumps(room_id))
             name = args["name"]
-            token, pid, role, expires = self.admit(room, name, args["role"])
-            return {"token": token, "player": pid, "name": name, "role": role,
-                    "room": room_id, "expires": expires, "ttl": self.config.join_token_ttl}
+            token, pid, role, expires = self.admit(room, name, args["role"],
+                                                   user=args.get("user"))
+            out = {"token": token, "player": pid, "name": name, "role": role,
+                   "room": room_id, "expires": expires, "ttl": self.config.join_token_ttl}
+            if args.get("user"):
+                out["user"] = args["user"]
+            return out
         raise ValueError("unknown API operation %r" % (op,))
 
-    def admit(self, room, name, role):
+    @staticmethod
+    def _fits(room, match):
+        """True when ``room`` is a quick-match room for ``match`` ({mode, tag, max_players,
+        game}) that takes players now."""
+        if room.match is None or room.private or room.mode != match["mode"]:
+            return False
+        if room.match.get("tag") != match.get("tag"):
+            return False
+        info = room.describe()
+        if info["max_players"] != match["max_players"]:
+            return False
+        if room.mode == "lockstep":
+            return room.phase == phases.SETUP and info.get("game") == match.get("game")
+        return phases.is_running(room.phase)
+
+    def admit(self, room, name, role, user=None):
         """A signed join token for a new player of ``room`` (docs/HTTP.md): returns
         (token, player id, role, expires). A running lockstep game admits only
-        spectators. Raises Refused(room_ended | room_full)."""
+        spectators. A player's seat is held from now until the token is used or expires,
+        so tokens never promise more seats than the room has. ``user``: the authenticated
+        user the token is for. Raises Refused(room_ended | room_full)."""
         if room.phase == phases.ENDED and getattr(room, "rounds", None) is None:
             # (a realtime room between rounds is ``ended`` too, and takes players)
             raise Refused(codes.ROOM_ENDED, "room %s has ended" % json.dumps(room.name))
         if room.mode == "lockstep" and room.phase != phases.SETUP:
             role = "spectator"          # a running lockstep game takes no new players
-        if role == "player":
+        again = user is not None and room.player_of_user(user) is not None
+        if role == "player" and not again:
             info = room.describe()
-            if info["players"] >= info["max_players"]:
-                raise Refused(codes.ROOM_FULL, "room %s is full (%d of %d players)"
-                              % (json.dumps(room.name), info["players"], info["max_players"]))
+            taken = room.seats_taken()
+            if taken >= info["max_players"]:
+                raise Refused(codes.ROOM_FULL, "room %s is full (%d of %d seats taken)"
+                              % (json.dumps(room.name), taken, info["max_players"]))
         pid = next(self._player_ids)
         expires = self.clock.seconds() + self.config.join_token_ttl
+        fields = {"user": user} if user is not None else {}
         token = self.signer.seal(room=room.name, player=pid, name=name, role=role,
-                                 exp=expires, inc=room.incarnation)
+                                 exp=expires, inc=room.incarnation, **fields)
+        if role == "player" and not again:
+            room.reserve(pid, expires)
         return token, pid, role, expires
 
-    def join(self, hello):
+    # -- authentication (arbiter/auth.py) ---------------------------------------------------
+    def authenticate(self, credentials, request):
+        """A Deferred that fires with the Identity the authenticator gives ``credentials``,
+        or fails with JoinError: ``unauthorized`` (4006) when it refuses, ``unavailable``
+        (1013) when it fails or takes longer than AUTH_TIMEOUT seconds."""
+        d = defer.maybeDeferred(self.authenticator, credentials, request)
+        d.addTimeout(AUTH_TIMEOUT, self.clock)
+
+        def checked(value):
+            try:
+                return Identity.check(value)
+            except ValueError as e:
+                self.failures.failure("auth result", "the authenticator returned a bad "
+                                      "identity: {e}", e=str(e))
+                raise JoinError(codes.UNAVAILABLE, "the login check failed on the server; "
+                                "try again later", codes.CLOSE_TRY_AGAIN)
+
+        def refused(failure):
+            if failure.check(AuthRefused):
+                raise JoinError(codes.UNAUTHORIZED, "not logged in: %s"
+                                % (str(failure.value) or "credentials refused"),
+                                codes.CLOSE_UNAUTHORIZED)
+            if failure.check(defer.TimeoutError):
+                raise JoinError(codes.UNAVAILABLE, "the login check did not answer in %g s; "
+                                "try again" % AUTH_TIMEOUT, codes.CLOSE_TRY_AGAIN)
+            self.failures.failure("auth", "the authenticator failed", failure=failure)
+            raise JoinError(codes.UNAVAILABLE, "the login check failed on the server; try "
+                            "again later", codes.CLOSE_TRY_AGAIN)
+        return d.addCallbacks(checked, refused)
+
+    def join(self, hello, peer=""):
         """Honour a validated ``hello``: returns (room, player, taken_over).
+
+        With an authenticator, a hello without a token is checked first (its ``auth``):
+        the answer is a Deferred of the same triple, or of JoinError ``unauthorized``; a
+        user who is in the room already takes its place over, as a reconnection does.
 
         A new realtime room is created on first use. Raises JoinError. In cluster
         mode, a hello for a room this node does not have returns a Deferred instead:
         the directory finds (or claims) the room's node, and the Deferred fires with
         the same triple or fails with JoinError (``moved`` to the owner's URL, or
         ``unavailable`` while Redis cannot be reached)."""
+        if self.authenticator is not None and hello.get("token") is None:
+            request = AuthRequest(room=hello["room"], name=hello.get("name"), via="ws",
+                                  peer=peer)
+            d = self.authenticate(hello.get("auth"), request)
+            return d.addCallback(lambda identity: self._route(hello, identity))
+        return self._route(hello)
+
+    def _route(self, hello, identity=None):
         name = hello["room"]
         room = self.rooms.get(name)
         if room is None and self.directory is not None:
             d = self.directory.place(name, create=hello.get("token") is None)
-            d.addCallbacks(self._placed, self._not_placed, callbackArgs=(hello,),
+            d.addCallbacks(self._placed, self._not_placed, callbackArgs=(hello, identity),
                            errbackArgs=(name,))
             return d
-        return self._join_here(hello, room)
+        return self._join_here(hello, room, identity)
 
-    def _placed(self, owner, hello):
+    def _placed(self, owner, hello, identity=None):
         name = hello["room"]
         if isinstance(owner, str):
             raise JoinError(codes.MOVED, "room %s lives on another node: join it at %s"
                             % (json.dumps(name), owner), codes.CLOSE_MOVED, url=owner)
-        return self._join_here(hello, self.rooms.get(name))
+        return self._join_here(hello, self.rooms.get(name), identity)
 
     def _not_placed(self, failure, name):
         failure.trap(DirectoryUnavailable)
@@ -296,7 +385,7 @@ class ArbiterService(Service):
                         "later" % (json.dumps(name), failure.getErrorMessage()),
                         codes.CLOSE_TRY_AGAIN)
 
-    def _join_here(self, hello, room):
+    def _join_here(self, hello, room, identity=None):
         name = hello["room"]
         if room is not None:
             room.now = self.clock.seconds()
@@ -312,11 +401,25 @@ class ArbiterService(Service):
             if "pid" in body and "n" in body:
                 player, taken_over = room.resume(body)
                 return room, player, taken_over
+            again = room.player_of_user(body["user"]) if body.get("user") else None
+            if again is not None:            # the same user, back through a join token
+                room.reserved.pop(body.get("player"), None)
+                return (room,) + room.resume({"pid": again.id, "n": again.nonce})
             # a join token from the HTTP API (docs/HTTP.md): a new player
             player = room.join_with_token(body, hello)
             return room, player, False
+        if room is not None and room.private:
+            raise JoinError(codes.PRIVATE_ROOM, "room %s is private: join it with a join "
+                            "token (POST /api/rooms/{id}/join)" % json.dumps(name),
+                            codes.CLOSE_PRIVATE_ROOM)
+        if identity is not None and room is not None:
+            again = room.player_of_user(identity.user)
+            if again is not None:            # a second connection of this user: takeover
+                return (room,) + room.resume({"pid": again.id, "n": again.nonce})
         if room is None:
             room = self.create_room(name)
-        player = room.join(hello.get("name"), role=hello.get("role", "player"),
-                           sync=hello.get("sync", "state"))
+        player = room.join(identity.name if identity is not None else hello.get("name"),
+                           role=hello.get("role", "player"), sync=hello.get("sync", "state"))
+        if identity is not None:
+            room.set_user(player, identity.user)
         return room, player, False

@@ -305,12 +305,13 @@ class PlayerProtocol(WebSocketServerProtocol):
                                        "subprotocol" % wire.MSGPACK))
             return
         try:
-            joined = self.factory.service.join(msg)
+            joined = self.factory.service.join(msg, peer=self.peer)
         except JoinError as e:
             self._refused(e)
             return
         if isinstance(joined, Deferred):
-            # cluster mode: the room's node is being found in Redis
+            # cluster mode: the room's node is being found in Redis; or the
+            # authenticator is checking the credentials
             self._joining = []
             self.transport.pauseProducing()
             joined.addCallbacks(self._placed, self._placement_failed)

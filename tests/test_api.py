@@ -205,8 +205,9 @@ def test_an_existing_id_is_409(api):
 
 
 def test_join_token_admits_its_player_once(api):
-    """A join token brings its player into the room under the token's id; reusing it fails."""
-    api.call("POST", "/api/rooms", {"id": "r1", "mode": "lockstep"})
+    """A join token brings its player into the room under the token's id; reusing it fails.
+    (A self-service room: its tokens need no API key; tests/test_lobby.py has the rules.)"""
+    api.call("POST", "/api/rooms", {"id": "r1", "mode": "lockstep", "self_service": True})
     resp, join = api.call("POST", "/api/rooms/r1/join", {"name": "ada"}, headers={})
     assert resp.code == 200
     assert join["room"] == "r1" and join["name"] == "ada" and join["role"] == "player"
@@ -222,7 +223,7 @@ def test_join_token_admits_its_player_once(api):
 
 def test_join_without_a_name_is_a_guest(api):
     """No name: the token names a guest with a random suffix."""
-    api.call("POST", "/api/rooms", {"id": "g"})
+    api.call("POST", "/api/rooms", {"id": "g", "self_service": True})
     resp, join = api.call("POST", "/api/rooms/g/join", headers={})
     assert resp.code == 200 and join["name"].startswith("guest-") and len(join["name"]) == 14
 

@@ -41,7 +41,8 @@ def hello(url, room, token=None):
 @pytest_twisted.inlineCallbacks
 def test_create_join_and_hello_with_the_token(api):
     """POST a room, ask its join URL for a token, say hello with it on the ws_url given."""
-    resp, room = yield call("POST", api.http + "/api/rooms", {"id": "arena", "mode": "lockstep"})
+    resp, room = yield call("POST", api.http + "/api/rooms", {"id": "arena", "mode": "lockstep",
+                                                              "self_service": True})
     assert resp.code == 201
     assert room["join_url"] == api.http + "/api/rooms/arena/join" and room["ws_url"] == api.url
     resp, join = yield call("POST", room["join_url"], {"name": "ada"}, headers={})

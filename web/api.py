@@ -5,6 +5,8 @@
     GET    /api/rooms/{id}         one room                         200
     DELETE /api/rooms/{id}         end a room (API key)             200
     POST   /api/rooms/{id}/join    a signed join token              200
+    POST   /api/match              quick match: a seat in an open room  200
+    GET    /api/lan                servers heard on the LAN         200
 
 Every answer is JSON; every error is ``{"error": code, "message": text}``
 with a fitting status, and the message names the field, the value and what
@@ -24,14 +26,19 @@ from twisted.web import resource, server
 from arbiter import codes, phases
 from arbiter.interfaces import DirectoryUnavailable
 from arbiter.schema import ROOM_RE, WireError
-from arbiter.service import ROOM_EXISTS, UNKNOWN_ROOM, Refused
+from arbiter.auth import AuthRequest
+from arbiter.room import JoinError
+from arbiter.service import API_KEY_REQUIRED, ROOM_EXISTS, UNKNOWN_ROOM, Refused
 
 log = Logger()
 
 MODES = ("realtime", "lockstep")
 MAX_ROOM_PLAYERS = 64
 REFUSED_STATUS = {codes.ROOM_ENDED: 410, codes.ROOM_FULL: 409, UNKNOWN_ROOM: 404,
-                  ROOM_EXISTS: 409}
+                  ROOM_EXISTS: 409, API_KEY_REQUIRED: 401}
+JOIN_ERROR_STATUS = {codes.UNAUTHORIZED: 401, codes.UNAVAILABLE: 503}
+TAG_RE = ROOM_RE          # a quick match's tag: 1-64 characters of [A-Za-z0-9_-]
+MATCH_TRIES = 8           # open rooms a quick match tries before it makes one
 
 
 class ApiError(Exception):
@@ -89,8 +96,10 @@ def _header(request, name):
 
 
 CREATE_FIELDS = {"mode", "id", "max_players", "min_players", "game", "seed", "config", "setup",
-                 "turn_ms", "turn_timeout", "drop_after", "input_delay"}
-JOIN_FIELDS = {"name", "role"}
+                 "turn_ms", "turn_timeout", "drop_after", "input_delay", "private",
+                 "self_service"}
+JOIN_FIELDS = {"name", "role", "auth"}
+MATCH_FIELDS = {"mode", "game", "max_players", "tag", "name", "auth"}
 
 
 class ApiResource(resource.Resource):
@@ -128,6 +137,9 @@ class ApiResource(resource.Resource):
     def _failed(self, e, request):
         if isinstance(e, Refused):
             e = ApiError(REFUSED_STATUS.get(e.code, 409), e.code, e.msg)
+        elif isinstance(e, JoinError) and e.code in JOIN_ERROR_STATUS:
+            e = ApiError(JOIN_ERROR_STATUS[e.code], e.code, e.msg,
+                         {b"retry-after": b"1"} if e.code == codes.UNAVAILABLE else None)
         elif isinstance(e, DirectoryUnavailable):
             e = ApiError(503, codes.UNAVAILABLE, "the cluster cannot do this now: %s" % e,
                          {b"retry-after": b"1"})
@@ -155,6 +167,12 @@ class ApiResource(resource.Resource):
             method = "GET"
         if not path:
             return self._allow(method, ("GET",)) or (200, {"rooms": "/api/rooms"})
+        if path == ["lan"]:
+            self._allow(method, ("GET",))
+            return self._lan()
+        if path == ["match"]:
+            self._allow(method, ("POST",))
+            return self._match(request)
         if path[0] != "rooms" or len(path) > 3:
             raise ApiError(404, "not_found", "no API resource at %s"
                            % request.path.decode("utf-8", "replace"))
@@ -176,15 +194,25 @@ class ApiResource(resource.Resource):
             return self._at_owner(request, "delete", room_id, {}, 200, urls=False)
         return self._at_owner(request, "show", room_id, {}, 200)
 
+    def _lan(self):
+        """GET /api/lan: the Arbiter servers this one hears on the local network
+        (``--lan-announce``; docs/LAN.md)."""
+        lan = getattr(self.service, "lan", None)
+        if lan is None:
+            return 200, {"listening": False, "servers": []}
+        return 200, {"listening": True, "servers": lan.servers()}
+
     # -- one node, or the whole cluster ---------------------------------------------------
     def _list(self):
         directory = self.service.directory
         if directory is None:
-            rooms = [r.describe() for r in self.service.rooms]
+            rooms = [r.describe() for r in self.service.rooms if not r.private]
             return 200, {"rooms": sorted(rooms, key=lambda d: d["id"])}
+
         def answer(listed):
             rooms, complete = listed
-            out = {"rooms": sorted(rooms, key=lambda d: d["id"])}
+            out = {"rooms": sorted((r for r in rooms if not r.get("private")),
+                                   key=lambda d: d["id"])}
             if not complete:
                 out["complete"] = False      # Redis is away: this node's rooms only
             return 200, out
@@ -209,6 +237,19 @@ class ApiResource(resource.Resource):
                            % (method, " or ".join(allowed)),
                            {b"allow": ", ".join(allowed).encode()})
         return None
+
+    def _key_given(self, request):
+        """True when the request carries the right API key; False when it carries none
+        (or the server has none); ApiError 403 for a wrong one."""
+        if not self.config.api_key:
+            return False
+        try:
+            self._authorize(request)
+        except ApiError as e:
+            if e.status == 401:
+                return False
+            raise
+        return True
 
     def _authorize(self, request):
         key = self.config.api_key
@@ -314,6 +355,12 @@ class ApiResource(resource.Resource):
             setup = body.get("setup", False)
             if not isinstance(setup, bool):
                 raise _bad("setup", setup, "true or false")
+        for field in ("private", "self_service"):
+            v = body.get(field, False)
+            if not isinstance(v, bool):
+                raise _bad(field, v, "true or false")
+            if v:
+                options[field] = True
         if mode == "realtime" and body.get("setup", False):
             options["lobby"] = [config, min_players]
 
@@ -335,14 +382,139 @@ class ApiResource(resource.Resource):
         role = body.get("role", "player")
         if role not in ("player", "spectator"):
             raise _bad("role", role, "'player' or 'spectator'")
-        if name is None:
-            name = "guest-" + uuid.uuid4().hex[:8]
+        args = {"name": name, "role": role, "key_ok": self._key_given(request)}
 
         def answer(out):
             out["ws_url"] = self._urls(request, room_id, out.get("ws_url"))["ws_url"]
             return 200, out
+
+        def join(args):
+            if args["name"] is None:
+                args["name"] = "guest-" + uuid.uuid4().hex[:8]
+            directory = self.service.directory
+            if directory is None:
+                return answer(self.service.api_op("join", room_id, args))
+            return directory.at_owner(room_id, "join", args).addCallback(answer)
+        return self._identified(request, body, room_id, args, join)
+
+    def _identified(self, request, body, room_id, args, then):
+        """With an authenticator, ``body["auth"]`` checked first: ``args`` get the user's
+        id and name (a Deferred); without one, ``then(args)`` at once."""
+        credentials = body.get("auth")
+        if credentials is not None and (not isinstance(credentials, str)
+                                        or not 1 <= len(credentials) <= 4096):
+            raise _bad("auth", credentials, "a string of 1-4096 characters")
+        if self.service.authenticator is None:
+            return then(args)
+        peer = request.getClientAddress()
+        d = self.service.authenticate(credentials, AuthRequest(
+            room=room_id, name=args.get("name"), via="http", peer=str(peer)))
+
+        def identified(identity):
+            args["user"] = identity.user
+            args["name"] = identity.name
+            return then(args)
+        return d.addCallback(identified)
+
+    # -- quick match ------------------------------------------------------------------------
+    def _match(self, request):
+        """POST /api/match: a join token for a seat in an open quick-match room that fits
+        (mode, game, max_players, tag), or in a new one. Rooms are filled fullest first;
+        the seat is held by the token, so concurrent requests never overfill a room."""
+        body = self._body(request)
+        unknown = sorted(set(body) - MATCH_FIELDS)
+        if unknown:
+            raise _bad(unknown[0], body[unknown[0]], "no such field (known: %s)"
+                       % ", ".join(sorted(MATCH_FIELDS)))
+        mode = body.get("mode", "realtime")
+        if mode not in MODES:
+            raise _bad("mode", mode, "'realtime' or 'lockstep'")
+        game = body.get("game")
+        if mode == "lockstep":
+            game = "demo" if game is None else game
+            if not isinstance(game, str) or not ROOM_RE.match(game) or len(game) > 32:
+                raise _bad("game", game, "1-32 characters of [A-Za-z0-9_-]")
+        elif game is not None:
+            raise _bad("game", game, "no game for a realtime room (realtime rooms run the "
+                       "server's game, chosen with --game)")
+        max_players = _int(body, "max_players", 1, MAX_ROOM_PLAYERS)
+        if max_players is None:
+            max_players = self.config.world.max_players
+        tag = body.get("tag")
+        if tag is not None and (not isinstance(tag, str) or not TAG_RE.match(tag)
+                                or len(tag) > 32):
+            raise _bad("tag", tag, "1-32 characters of [A-Za-z0-9_-]")
+        match = {"mode": mode, "tag": tag, "max_players": max_players, "game": game}
+        args = {"name": _name(body), "role": "player", "key_ok": True, "match": match}
+        return self._identified(request, body, "match", args,
+                                lambda args: self._place_match(request, match, args))
+
+    def _place_match(self, request, match, args):
+        if args["name"] is None:
+            args["name"] = "guest-" + uuid.uuid4().hex[:8]
         directory = self.service.directory
+
+        def fits(d):
+            return (d.get("match") and not d.get("private") and d["mode"] == match["mode"]
+                    and d.get("tag") == match["tag"]
+                    and d["max_players"] == match["max_players"]
+                    and (d["mode"] == "realtime" and d["phase"].startswith("running")
+                         or d["mode"] == "lockstep" and d["phase"] == "setup"
+                         and d.get("game") == match["game"])
+                    and d["players"] < d["max_players"])
+
+        def answer(out, created):
+            out["ws_url"] = self._urls(request, out["room"], out.get("ws_url"))["ws_url"]
+            out["created"] = created
+            return 200, out
+
+        def create():
+            room_id = "m-" + os.urandom(5).hex()
+            options = {"match": {"tag": match["tag"]}, "max_players": match["max_players"]}
+            if match["mode"] == "lockstep":
+                options.update(game=match["game"], setup={}, min_players=match["max_players"])
+            if directory is None:
+                self.service.api_create(room_id, match["mode"], options)
+                return answer(self.service.api_op("join", room_id, args), True)
+            d = directory.create(room_id, match["mode"], options)
+            d.addCallback(lambda _: directory.at_owner(room_id, "join", args))
+            return d.addCallback(answer, True)
+
         if directory is None:
-            return answer(self.service.api_op("join", room_id, {"name": name, "role": role}))
-        return directory.at_owner(room_id, "join", {"name": name, "role": role}
-                                  ).addCallback(answer)
+            # one process: listing and admitting happen in one go, nothing interleaves
+            rooms = sorted((r.describe() for r in self.service.rooms), key=lambda d: (
+                -d["players"], d["id"]))
+            for d in rooms:
+                if fits(d):
+                    try:
+                        return answer(self.service.api_op("join", d["id"], args), False)
+                    except Refused as e:
+                        if e.code not in (codes.ROOM_FULL, UNKNOWN_ROOM, codes.ROOM_ENDED):
+                            raise
+            return create()
+
+        # a cluster: the list is a hint; each room's node admits atomically, and a room
+        # that filled up meanwhile answers room_full, so the next one is tried
+        def listed(result):
+            rooms, _ = result
+            # this node's own rooms as they are now (the list is up to a heartbeat old)
+            fresh = {d["id"]: d for d in rooms}
+            fresh.update((r.name, r.describe()) for r in self.service.rooms)
+            candidates = sorted((d for d in fresh.values() if fits(d)),
+                                key=lambda d: (-d["players"], d["id"]))[:MATCH_TRIES]
+            return try_next(None, candidates)
+
+        def try_next(_, candidates):
+            if not candidates:
+                return create()
+            d = directory.at_owner(candidates[0]["id"], "join", args)
+            d.addCallback(answer, False)
+
+            def full(failure):
+                failure.trap(Refused)
+                if failure.value.code not in (codes.ROOM_FULL, UNKNOWN_ROOM,
+                                              codes.ROOM_ENDED):
+                    return failure
+                return try_next(None, candidates[1:])
+            return d.addErrback(full)
+        return directory.list_rooms().addCallback(listed)

@@ -7,9 +7,14 @@ from protocols.factory import ArbiterFactory
 from web.site import build_site
 
 
-def build(config=None, clock=None, game_factory=None, static_dir=None, monotonic=None):
-    """Returns (service, factory, site). The caller listens and starts the service."""
+def build(config=None, clock=None, game_factory=None, static_dir=None, monotonic=None,
+          authenticator=None):
+    """Returns (service, factory, site). The caller listens and starts the service.
+    ``authenticator``: see arbiter/auth.py (else ``config.auth``'s, else guests)."""
     config = config or Config()
+    if authenticator is None and config.auth:
+        from arbiter.auth import load
+        authenticator = load(config.auth)
     if clock is None:
         from twisted.internet import reactor as clock
     kwargs = {}
@@ -17,6 +22,8 @@ def build(config=None, clock=None, game_factory=None, static_dir=None, monotonic
         kwargs["game_factory"] = game_factory
     if monotonic is not None:
         kwargs["monotonic"] = monotonic
+    if authenticator is not None:
+        kwargs["authenticator"] = authenticator
     service = ArbiterService(config, clock=clock, metrics=Metrics() if config.metrics else None,
                              **kwargs)
     if config.clustered:

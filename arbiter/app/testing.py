@@ -27,12 +27,12 @@ from protocols.testing import FakeClient
 class InMemoryServer:
     """A server on a ``task.Clock`` (``clock``), with ``service`` and ``factory``."""
 
-    def __init__(self, config=None, game_factory=None):
+    def __init__(self, config=None, game_factory=None, authenticator=None):
         self.clock = task.Clock()
         self.config = config or Config(port=0)
         self.service, self.factory, self.site = build(
             self.config, clock=self.clock, monotonic=self.clock.seconds,
-            game_factory=game_factory)
+            game_factory=game_factory, authenticator=authenticator)
         self.service.startService()
 
     def client(self, protocols=(JSON,)):

@@ -24,7 +24,7 @@ export const V1_INPUTS = Object.freeze(["move", "spawn", "delete", "order", "tag
 /** Codes of `error` messages. */
 export const ERROR_CODES = Object.freeze([
   "bad_message", "not_joined", "already_joined", "bad_token", "room_full", "internal_error",
-  "rate_limited", "room_ended", "moved", "unavailable",
+  "rate_limited", "room_ended", "moved", "unavailable", "unauthorized", "private_room",
 ]);
 
 /** Codes of `reject` messages: v1 first, in order of precedence, then the extensions'. */
@@ -49,6 +49,8 @@ export const CLOSE_CODES = Object.freeze({
   ROOM_FULL: 4003,
   ROOM_ENDED: 4004, // after error room_ended
   MOVED: 4005, // after error moved: join again at its url
+  UNAUTHORIZED: 4006, // after error unauthorized (the authenticator refused)
+  PRIVATE_ROOM: 4007, // after error private_room (a private room takes join tokens only)
   PING_TIMEOUT: 4008, // no pong for ping_timeout seconds (the player keeps its grace)
 });
 
