@@ -61,6 +61,15 @@ CONFIG_OPTIONS = [
      "seconds between the end of a round and the start of the next"),
     ("view-radius", None, "view_radius",
      "cube game: a player sees only entities within this distance of its avatar (0 = all)"),
+    ("auth", None, "auth",
+     "the authenticator: module:callable that turns a client's credentials into a user "
+     "(docs/LOBBY.md); without it every player is a guest"),
+    ("lan-group", None, "lan_group", "LAN discovery: the multicast group to announce to"),
+    ("lan-port", None, "lan_port", "LAN discovery: the UDP port of the announcements"),
+    ("lan-name", None, "lan_name", "LAN discovery: the name to announce (default: host name)"),
+    ("lan-interval", None, "lan_interval",
+     "LAN discovery: seconds between announcements (a server not heard for 3 of them is "
+     "forgotten)"),
     ("redis", None, "redis",
      "cluster mode: redis://HOST:PORT/DB of the Redis every node shares (needs --secret "
      "and --public-url; docs/SCALING.md)"),
@@ -102,10 +111,18 @@ class Options(usage.Options):
         ["static-dir", None, None, "serve pages from this folder instead of the demo"],
     ]
     optFlags = [["no-metrics", None, "do not serve /metrics"],
-                ["round-once", None, "after the first round the room stays ended"]]
+                ["round-once", None, "after the first round the room stays ended"],
+                ["lan-announce", None, "announce this server on the local network "
+                 "(UDP multicast; arbiter-discover and GET /api/lan list it)"]]
 
     def postOptions(self):
-        self.config()        # a bad combination is a usage error, before anything starts
+        config = self.config()   # a bad combination is a usage error, before anything starts
+        if config.auth:
+            from arbiter.auth import load
+            try:
+                load(config.auth)
+            except ValueError as e:
+                raise usage.UsageError(str(e))
 
     def config(self):
         world = {}
@@ -119,7 +136,8 @@ class Options(usage.Options):
             secret = self["secret"] or os.environ.get("ARBITER_SECRET", "")
             return Config(world=World(**world), secret=secret.encode("utf-8"),
                           api_key=self["api-key"] or "", metrics=not self["no-metrics"],
-                          round_once=bool(self["round-once"]), **top)
+                          round_once=bool(self["round-once"]),
+                          lan_announce=bool(self["lan-announce"]), **top)
         except ValueError as e:
             raise usage.UsageError(str(e))
 
@@ -137,7 +155,15 @@ def makeService(options):
     if arbiter.directory is not None:
         arbiter.directory.setServiceParent(top)
     config = arbiter.config
-    internet.TCPServer(config.port, site, interface=config.interface).setServiceParent(top)
+    tcp = internet.TCPServer(config.port, site, interface=config.interface)
+    tcp.setServiceParent(top)
+    if config.lan_announce:
+        from arbiter.app.lan import LanService
+
+        def listening_port():             # --port 0: the real one, once listening
+            port = getattr(tcp, "_port", None)
+            return port.getHost().port if port is not None else None
+        LanService(arbiter, port_getter=listening_port).setServiceParent(top)
     return top
 
 
@@ -161,6 +187,11 @@ def main(argv=None):
     if arbiter.directory is not None:
         arbiter.directory.startService()
         reactor.addSystemEventTrigger("before", "shutdown", arbiter.directory.stopService)
+    if config.lan_announce:
+        from arbiter.app.lan import LanService
+        lan = LanService(arbiter, reactor, port_getter=lambda: port.getHost().port)
+        lan.startService()
+        reactor.addSystemEventTrigger("before", "shutdown", lan.stopService)
     print("ARBITER_PORT=%d" % port.getHost().port, flush=True)
     reactor.run()
     return 0
