@@ -107,6 +107,7 @@ class RoomBase:
         self.self_service = False
         self.match = None          # None, or {"tag": str|None} for a room quick match fills
         self.reserved = {}         # player id of an unused join token -> its expiry
+        self.hold_until = 0.0      # kept, even empty, until then (a room made for a match)
 
     def lobby_fields(self, d):
         """``describe()``'s lobby keys: ``private``, ``match``/``tag`` when they apply."""
@@ -149,7 +150,8 @@ class RoomBase:
     def empty(self):
         """No player, and no seat held for a join token (a quick match's room waits for
         the players it admitted)."""
-        return not self.players and not (self.reserved and self.seats_taken())
+        return (not self.players and not (self.reserved and self.seats_taken())
+                and not (self.hold_until and self.current_time() < self.hold_until))
 
     def claim(self, body):
         """The player a reconnect token's body names, its old connection (if still

@@ -240,6 +240,9 @@ class ArbiterService(Service):
         room.private = bool(private)
         room.self_service = bool(self_service)
         room.match = match               # quick match's rooms go when their players do
+        if match is not None:
+            # ... but not before the first seat is asked for (across a cluster, a moment)
+            room.hold_until = self.clock.seconds() + 10.0
         log.info("room {room} ({mode}) created through the API", room=room_id, mode=mode)
         return self.room_info(room)
 

@@ -102,6 +102,7 @@ class ArbiterClient:
         self.encoding = wire.JSON
         self.you = None
         self.name = None            # the name the server knows this player by (welcome)
+        self.user = None            # the authenticated user id (welcome.user; docs/LOBBY.md)
         self.token = None
         self.room = None
         self.world = None
@@ -177,6 +178,7 @@ class ArbiterClient:
         elif t == "welcome":
             self.you, self.token, self.room = msg["you"], msg["token"], msg["room"]
             self.name = msg.get("name", self.name)
+            self.user = msg.get("user")
             self.world, self.rate, self.ack, self.tick = msg["world"], msg["rate"], msg["ack"], msg["tick"]
             self.seq = max(self.seq, self.ack)
             self.mode = msg.get("mode", "realtime")

@@ -19,6 +19,7 @@ import math
 import os
 import uuid
 
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import resource, server
@@ -111,6 +112,10 @@ class ApiResource(resource.Resource):
         super().__init__()
         self.service = service
         self.config = service.config
+        # quick match in a cluster: one request at a time per match on this node, and the
+        # room this node filled last for it (fresher than the cluster's room list)
+        self._match_locks = {}
+        self._match_last = {}
 
     # -- plumbing ------------------------------------------------------------------
     def render(self, request):
@@ -463,12 +468,15 @@ class ApiResource(resource.Resource):
                          and d.get("game") == match["game"])
                     and d["players"] < d["max_players"])
 
+        key = json.dumps(match, sort_keys=True)
+
         def answer(out, created):
+            self._match_last[key] = out["room"]
             out["ws_url"] = self._urls(request, out["room"], out.get("ws_url"))["ws_url"]
             out["created"] = created
             return 200, out
 
-        def create():
+        def create(rounds_left=3):
             room_id = "m-" + os.urandom(5).hex()
             options = {"match": {"tag": match["tag"]}, "max_players": match["max_players"]}
             if match["mode"] == "lockstep":
@@ -478,7 +486,16 @@ class ApiResource(resource.Resource):
                 return answer(self.service.api_op("join", room_id, args), True)
             d = directory.create(room_id, match["mode"], options)
             d.addCallback(lambda _: directory.at_owner(room_id, "join", args))
-            return d.addCallback(answer, True)
+            d.addCallback(answer, True)
+
+            def taken(failure):
+                # other requests filled the new room first (its node saw it before this
+                # one came back): look again
+                failure.trap(Refused)
+                if failure.value.code != codes.ROOM_FULL or not rounds_left:
+                    return failure
+                return directory.list_rooms().addCallback(listed, rounds_left - 1)
+            return d.addErrback(taken)
 
         if directory is None:
             # one process: listing and admitting happen in one go, nothing interleaves
@@ -495,18 +512,21 @@ class ApiResource(resource.Resource):
 
         # a cluster: the list is a hint; each room's node admits atomically, and a room
         # that filled up meanwhile answers room_full, so the next one is tried
-        def listed(result):
+        def listed(result, rounds_left=3):
             rooms, _ = result
             # this node's own rooms as they are now (the list is up to a heartbeat old)
             fresh = {d["id"]: d for d in rooms}
             fresh.update((r.name, r.describe()) for r in self.service.rooms)
             candidates = sorted((d for d in fresh.values() if fits(d)),
                                 key=lambda d: (-d["players"], d["id"]))[:MATCH_TRIES]
-            return try_next(None, candidates)
+            last = self._match_last.get(key)
+            if last is not None and last not in [d["id"] for d in candidates]:
+                candidates.insert(0, {"id": last})   # (too new for the list: try it first)
+            return try_next(None, candidates, rounds_left)
 
-        def try_next(_, candidates):
+        def try_next(_, candidates, rounds_left):
             if not candidates:
-                return create()
+                return create(rounds_left)
             d = directory.at_owner(candidates[0]["id"], "join", args)
             d.addCallback(answer, False)
 
@@ -515,6 +535,9 @@ class ApiResource(resource.Resource):
                 if failure.value.code not in (codes.ROOM_FULL, UNKNOWN_ROOM,
                                               codes.ROOM_ENDED):
                     return failure
-                return try_next(None, candidates[1:])
+                return try_next(None, candidates[1:], rounds_left)
             return d.addErrback(full)
-        return directory.list_rooms().addCallback(listed)
+        lock = self._match_locks.get(key)
+        if lock is None:
+            lock = self._match_locks[key] = defer.DeferredLock()
+        return lock.run(lambda: directory.list_rooms().addCallback(listed))
