@@ -122,6 +122,7 @@ class RoomBase:
     def reserve(self, pid, expires):
         """A join token for ``pid`` was minted: its seat is held until ``expires``."""
         self.reserved[pid] = expires
+        self.hold_until = 0.0      # from now on the seats keep the room
 
     def seats_taken(self):
         """Players plus the seats held by join tokens not yet used (expired ones freed)."""
