@@ -104,7 +104,7 @@ class LockstepRoom(RoomBase):
                             codes.CLOSE_ROOM_ENDED)
         if self.phase != SETUP:
             role = "spectator"
-        if role != "spectator" and self.player_count >= self.max_players:
+        if role != "spectator" and self.seats_taken() >= self.max_players:   # (held seats count)
             raise JoinError(codes.ROOM_FULL, "room %s is full (%d players)"
                             % (self.name, self.max_players), codes.CLOSE_ROOM_FULL)
         pid = pid or next(self._ids)

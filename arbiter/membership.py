@@ -113,6 +113,8 @@ class RoomBase:
         """``describe()``'s lobby keys: ``private``, ``match``/``tag`` when they apply."""
         if self.private:
             d["private"] = True
+        if self.reserved and self.seats_taken() > self.player_count:
+            d["reserved"] = self.seats_taken() - self.player_count   # seats join tokens hold
         if self.match is not None:
             d["match"] = True
             if self.match.get("tag"):

@@ -76,7 +76,7 @@ class RealtimeRoom(RoomBase):
 
     def join(self, name, role="player", sync="state", pid=None):
         """A new player (or spectator). Raises JoinError(room_full)."""
-        if role != "spectator" and self.player_count >= self.world.max_players:
+        if role != "spectator" and self.seats_taken() >= self.world.max_players:   # (held seats count)
             raise JoinError(codes.ROOM_FULL, "room %s is full (%d players)"
                             % (self.name, self.world.max_players), codes.CLOSE_ROOM_FULL)
         pid = pid or next(self._ids)

@@ -411,14 +411,14 @@ class ArbiterService(Service):
             # a join token from the HTTP API (docs/HTTP.md): a new player
             player = room.join_with_token(body, hello)
             return room, player, False
-        if room is not None and room.private:
-            raise JoinError(codes.PRIVATE_ROOM, "room %s is private: join it with a join "
-                            "token (POST /api/rooms/{id}/join)" % json.dumps(name),
-                            codes.CLOSE_PRIVATE_ROOM)
         if identity is not None and room is not None:
             again = room.player_of_user(identity.user)
             if again is not None:            # a second connection of this user: takeover
                 return (room,) + room.resume({"pid": again.id, "n": again.nonce})
+        if room is not None and room.private:
+            raise JoinError(codes.PRIVATE_ROOM, "room %s is private: join it with a join "
+                            "token (POST /api/rooms/{id}/join)" % json.dumps(name),
+                            codes.CLOSE_PRIVATE_ROOM)
         if room is None:
             room = self.create_room(name)
         player = room.join(identity.name if identity is not None else hello.get("name"),

@@ -339,3 +339,26 @@ def test_quick_match_with_an_authenticator(servers, tokens):
     code, out = s.call("POST", "/api/match", {"auth": tokens.mint("u-6", "Hal")})
     assert code == 200 and out["user"] == "u-6"
     assert s.call("POST", "/api/match", {})[0] == 401
+
+
+def test_a_hello_by_name_cannot_take_a_seat_a_token_holds(servers):
+    s = servers()
+    s.call("POST", "/api/rooms", {"id": "duo", "max_players": 2})
+    held = s.call("POST", "/api/rooms/duo/join", {"name": "A"})[1]
+    welcome(s.hello(room="duo", name="B"))               # the free seat
+    stranger = s.hello(room="duo", name="C")
+    assert error(stranger)[0]["code"] == "room_full"
+    welcome(s.hello(room="duo", token=held["token"]))      # the holder still gets in
+    listed = s.call("GET", "/api/rooms")[1]["rooms"]
+    assert [r["players"] for r in listed] == [2] and "reserved" not in listed[0]
+
+
+def test_a_user_back_in_a_private_room_takes_over_without_a_token(servers, tokens):
+    s = servers(authenticator=tokens)
+    s.call("POST", "/api/rooms", {"id": "den", "private": True})
+    ticket = s.call("POST", "/api/rooms/den/join", {"auth": tokens.mint("u-2", "Ivy")})[1]
+    first = s.hello(room="den", token=ticket["token"])
+    pid = welcome(first)["you"]
+    again = s.hello(room="den", auth=tokens.mint("u-2", "Ivy"))
+    assert welcome(again)["you"] == pid
+    assert error(s.hello(room="den", auth=tokens.mint("u-3", "Jo")))[0]["code"] == "private_room"

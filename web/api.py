@@ -382,7 +382,8 @@ class ApiResource(resource.Resource):
         body = self._body(request)
         unknown = sorted(set(body) - JOIN_FIELDS)
         if unknown:
-            raise _bad(unknown[0], body[unknown[0]], "no such field (known: name, role)")
+            raise _bad(unknown[0], body[unknown[0]], "no such field (known: %s)"
+                       % ", ".join(sorted(JOIN_FIELDS)))
         name = _name(body)
         role = body.get("role", "player")
         if role not in ("player", "spectator"):
@@ -411,9 +412,10 @@ class ApiResource(resource.Resource):
             raise _bad("auth", credentials, "a string of 1-4096 characters")
         if self.service.authenticator is None:
             return then(args)
-        peer = request.getClientAddress()
+        addr = request.getClientAddress()       # as a WebSocket's peer is written
+        peer = "tcp4:%s:%s" % (getattr(addr, "host", addr), getattr(addr, "port", ""))
         d = self.service.authenticate(credentials, AuthRequest(
-            room=room_id, name=args.get("name"), via="http", peer=str(peer)))
+            room=room_id, name=args.get("name"), via="http", peer=peer))
 
         def identified(identity):
             args["user"] = identity.user
@@ -466,7 +468,7 @@ class ApiResource(resource.Resource):
                     and (d["mode"] == "realtime" and d["phase"].startswith("running")
                          or d["mode"] == "lockstep" and d["phase"] == "setup"
                          and d.get("game") == match["game"])
-                    and d["players"] < d["max_players"])
+                    and d["players"] + d.get("reserved", 0) < d["max_players"])
 
         key = json.dumps(match, sort_keys=True)
 
@@ -500,7 +502,7 @@ class ApiResource(resource.Resource):
         if directory is None:
             # one process: listing and admitting happen in one go, nothing interleaves
             rooms = sorted((r.describe() for r in self.service.rooms), key=lambda d: (
-                -d["players"], d["id"]))
+                -d["players"] - d.get("reserved", 0), d["id"]))
             for d in rooms:
                 if fits(d):
                     try:
@@ -518,7 +520,8 @@ class ApiResource(resource.Resource):
             fresh = {d["id"]: d for d in rooms}
             fresh.update((r.name, r.describe()) for r in self.service.rooms)
             candidates = sorted((d for d in fresh.values() if fits(d)),
-                                key=lambda d: (-d["players"], d["id"]))[:MATCH_TRIES]
+                                key=lambda d: (-d["players"] - d.get("reserved", 0),
+                                               d["id"]))[:MATCH_TRIES]
             last = self._match_last.get(key)
             if last is not None and last not in [d["id"] for d in candidates]:
                 candidates.insert(0, {"id": last})   # (too new for the list: try it first)

@@ -106,7 +106,8 @@ class Options(usage.Options):
     ] + [
         ["secret", None, None, "token signing secret (else the ARBITER_SECRET environment "
          "variable, which keeps it out of the process list; random per start when neither)"],
-        ["api-key", None, None, "key that protects POST/DELETE /api/rooms"],
+        ["api-key", None, None, "key that protects POST/DELETE /api/rooms and minting join "
+         "tokens (except for self-service rooms)"],
         ["game", None, None, "your own game class, as module:Class"],
         ["static-dir", None, None, "serve pages from this folder instead of the demo"],
     ]
