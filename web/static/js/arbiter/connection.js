@@ -21,6 +21,13 @@ export const CLOSE_BAD_TOKEN = CLOSE_CODES.BAD_TOKEN; // forget the token, join 
 export const CLOSE_ROOM_FULL = CLOSE_CODES.ROOM_FULL; // stop
 export const CLOSE_MOVED = CLOSE_CODES.MOVED; // after error moved: join again at its url, at once
 
+/**
+ * Closes after which joining again the same way cannot succeed, so the join is refused
+ * (status "refused", no reconnection): the login was refused (4006), a private room
+ * takes join tokens only (4007).
+ */
+const REFUSING_CLOSES = new Set([CLOSE_CODES.UNAUTHORIZED, CLOSE_CODES.PRIVATE_ROOM]);
+
 /** Redirects (`moved`) followed in a row before the join fails with "too many redirects". */
 export const MAX_REDIRECTS = 3;
 
@@ -36,6 +43,7 @@ export const Status = Object.freeze({
   RECONNECTING: "reconnecting", // waiting for the next attempt
   TAKEN_OVER: "taken_over", // another tab resumed this player (close 4000)
   ROOM_FULL: "room_full", // close 4003
+  REFUSED: "refused", // close 4006 (unauthorized) or 4007 (private_room): joining again would not help
   CLOSED: "closed", // close() was called, or the join failed for good (too many redirects)
 });
 
@@ -136,7 +144,8 @@ export class ClockSync {
  * hello (extra fields merged into `hello`), WebSocket (constructor),
  * maxRedirects (3: `moved` errors followed in a row; one more fails the join),
  * sync ("state" | "intent" | "compact": `hello.sync`; "compact" forces the
- * msgpack encoding, its frames are binary).
+ * msgpack encoding, its frames are binary), auth (credentials for the
+ * server's authenticator: `hello.auth`, sent in a hello without a token).
  *
  * With sync "compact" the binary state frames (first byte 0xC1) are applied
  * to a CompactMirror (`compact`, made at each `welcome`) and come out as
@@ -168,6 +177,7 @@ export class Connection extends Emitter {
     this.backoff = { min: 250, max: 8000, ...(options.backoff ?? {}) };
     this.pingInterval = options.pingInterval ?? 1000;
     this.helloExtra = options.hello ?? {};
+    this.auth = options.auth ?? null; // credentials (`hello.auth`) for a join without a token
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.latency = { send: 0, recv: 0, jitter: 0, ...(options.latency ?? {}) };
     this.maxRedirects = options.maxRedirects ?? MAX_REDIRECTS;
@@ -329,6 +339,7 @@ export class Connection extends Emitter {
       if (this.name) hello.name = this.name;
       const token = this.token;
       if (token) hello.token = token;
+      else if (this.auth) hello.auth = this.auth; // a token says who this is; without one, the login does
       this.send(hello);
     };
     ws.onmessage = (ev) => {
@@ -490,6 +501,11 @@ export class Connection extends Emitter {
     if (info.code === CLOSE_ROOM_FULL) {
       this._setStatus(Status.ROOM_FULL, info);
       this._rejectWelcome?.(new Error("room_full"));
+      return;
+    }
+    if (REFUSING_CLOSES.has(info.code)) {
+      this._setStatus(Status.REFUSED, info);
+      this._failJoin(`join refused (${info.code} ${info.reason ?? ""})`);
       return;
     }
     if (info.code === CLOSE_BAD_TOKEN) {
