@@ -1,13 +1,19 @@
 // The cube demo page (/): wires RealtimeClient (the netcode) to WorldView
 // (three.js) and to the page's controls. Everything network-related lives in
 // the client library (../arbiter/); this file is UI.
+//
+// URL parameters: room (default "main"), name, sync, enc, lag, jitter; and from the
+// lobby (/lobby.html, join-link.js): token (a join token: the page says hello with it,
+// as the player or spectator it was made for), ws (the room's WebSocket URL when it is
+// not this host's), role=spectator (watch: hello.role).
 
 import { RealtimeClient, SYNC_MODES } from "../arbiter/index.js";
 import { $, DIRECTION_KEYS, latencyControls, listenKeys, makeLog, msText, NO_COLOR, params, renderPlayers, setText } from "./common.js";
+import { joinTokenSpent, markJoinTokenSpent, readJoinLink, storedAuth } from "./join-link.js";
 import { WorldView } from "./scene.js";
 
-const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
-const room = ROOM_RE.test(params.get("room") ?? "") ? params.get("room") : "main";
+const link = readJoinLink(params); // {room, token, ws, role} from ?room=&token=&ws=&role=
+const room = link.room ?? "main";
 // The sync mode (docs/PROTOCOL.md 11, 20): compact unless ?sync=state or ?sync=intent.
 const sync = SYNC_MODES.includes(params.get("sync")) ? params.get("sync") : "compact";
 // compact frames are binary: always msgpack; the others take ?enc=msgpack (default JSON)
@@ -39,6 +45,12 @@ const hook = {
   toasts: [], // [{text, kind, frame}], the last 50 shown
   rounds: [], // the round_end events received, in order
   phases: [], // the phase messages received, in order
+  // joining (the lobby's links): the room welcomed into, the role, the errors received
+  room: null, // welcome.room
+  role: () => currentRole(), // "player" | "spectator" | null before the welcome
+  joinedWithToken: !!link.token,
+  errors: [], // [{code, msg}] of the error messages received
+  refused: null, // why the join failed for good (a private room, a refused login), or null
 };
 window.arbiterDemo = hook;
 
@@ -115,6 +127,17 @@ function roundOver() {
   return r.phase === "ended";
 }
 
+/** "player" or "spectator" once welcomed: a spectator has no entry in `players`. */
+function currentRole() {
+  const c = client?.connection;
+  if (!c?.welcome) return null;
+  if (c.welcome.role) return c.welcome.role;
+  if (client.tick === null) return link.role ?? "player"; // until the first state says
+  return client.state.players?.[c.you] ? "player" : "spectator";
+}
+
+const spectating = () => currentRole() === "spectator" || (!client?.connection.welcome && link.role === "spectator");
+
 function isOtherAvatar(id) {
   const e = client?.state.entities[id];
   return !!e && e.kind === "avatar" && e.owner !== client.you;
@@ -130,6 +153,7 @@ function updateDirection() {
     dz += DIRECTION_KEYS[code][1];
   }
   if (roundOver()) dx = dz = 0; // held keys drive the avatar again when the next round starts
+  if (spectating()) return; // no avatar to drive
   client?.setDirection(Math.sign(dx), Math.sign(dz));
 }
 
@@ -230,7 +254,7 @@ function clickAt(x, y, shift) {
       selected.clear();
       selected.add(id);
     }
-  } else if (id !== null && isOtherAvatar(id)) {
+  } else if (id !== null && isOtherAvatar(id) && !spectating()) {
     const target = client.state.entities[id].owner;
     client.tag(id);
     log(`you try to tag ${playerName(target)}`);
@@ -275,7 +299,7 @@ function deleteSelected() {
 
 function updateButtons() {
   $("delete").disabled = ![...selected].some(isOwnCube);
-  $("spawn").disabled = !client?.connection.isOpen;
+  $("spawn").disabled = !client?.connection.isOpen || spectating();
 }
 
 function setupControls() {
@@ -292,7 +316,7 @@ let lastPlayers = "";
 function updateOverlay(t) {
   const c = client.connection;
   setText("o-status", c.status);
-  setText("o-you", c.you ? `${c.name ?? ""} (${c.you})` : "–");
+  setText("o-you", c.you ? `${c.name ?? ""} (${c.you})${spectating() ? " · spectator" : ""}` : "–");
   setText("o-ping", msText(c.clock.medianRtt()));
   setText("o-tick", client.tick === null ? "–" : String(client.tick));
   setText("o-backlog", String(client.backlog));
@@ -530,8 +554,18 @@ async function main() {
   hook.view = view;
   $("room-name").textContent = `· ${room}`;
   updateButtons();
-  const name = await askName();
-  client = new RealtimeClient({ room, name, encoding, sync });
+  // a join token carries the name (and the role) it was made for, a spectator needs none:
+  // nothing to ask
+  const name = link.token ? undefined : link.role === "spectator" ? cleanName(params.get("name")) || undefined : await askName();
+  const options = { room, name, encoding, sync };
+  if (link.ws) options.url = link.ws; // the room's node, when the lobby said it is elsewhere
+  if (link.role === "spectator") options.hello = { role: "spectator" };
+  const auth = storedAuth(); // the lobby's login token, for a join without a token
+  if (auth) options.auth = auth;
+  client = new RealtimeClient(options);
+  // the join token, unless this tab used it already (a reload: the stored reconnect token
+  // resumes); welcome replaces it with the reconnect token
+  if (link.token && !joinTokenSpent(room, link.token)) client.connection.token = link.token;
   hook.client = client;
   setupControls();
   client.on("status", (status, detail) => {
@@ -539,9 +573,12 @@ async function main() {
     if (status === "reconnecting") showBanner(`connection lost, reconnecting in ${Math.round((detail?.wait ?? 0) / 100) / 10} s…`);
     else if (status === "taken_over") showBanner("this player was opened in another tab");
     else if (status === "room_full") showBanner(`room ${room} is full`);
+    else if (status === "refused") showBanner((hook.refused = refusedText()));
     else showBanner(null);
   });
   client.on("welcome", (msg) => {
+    hook.room = msg.room;
+    if (link.token) markJoinTokenSpent(room, link.token);
     cameraPlaced = false;
     view.setViewRadius(client.viewRadius);
     lastPhase = null;
@@ -581,10 +618,28 @@ async function main() {
     hook.phases.push(msg);
     updateDirection();
   });
-  client.on("error", (msg) => log(`error: ${msg.code} (${msg.msg})`, true));
+  client.on("error", (msg) => {
+    hook.errors.push({ code: msg.code, msg: msg.msg });
+    log(`error: ${msg.code} (${msg.msg})`, true);
+  });
   requestAnimationFrame(frame);
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (err) {
+    hook.refused = refusedText(err.message);
+    showBanner(hook.refused);
+    return;
+  }
   hook.ready = true;
+}
+
+/** Why the server will not let this page in (error private_room or unauthorized). */
+function refusedText(fallback = "the server refused to let this page join") {
+  const err = hook.errors[hook.errors.length - 1];
+  if (err?.code === "private_room") return `room ${room} is private: join it with an invite link from the lobby`;
+  if (err?.code === "unauthorized") return `login refused: ${err.msg}`;
+  if (err?.code === "room_full") return `room ${room} is full`;
+  return err ? `${err.code}: ${err.msg}` : fallback;
 }
 
 main();

@@ -3,14 +3,19 @@
 //
 // URL parameters: room, name, key (API key), auto=1 (create the room if it is
 // missing, join it and mark ready: used by the browser test), min (min players
-// for auto-created rooms), turn_ms, lag (added round trip, ms).
+// for auto-created rooms), turn_ms, lag (added round trip, ms); and from the lobby
+// (/lobby.html, join-link.js): token (a join token for `room`: joined at once, as the
+// player or spectator it was made for), ws (the room's WebSocket URL when it is not
+// this host's).
 
 import { Connection, LockstepClient } from "../arbiter/index.js";
 import { $, DIRECTION_KEYS, latencyControls, listenKeys, makeLog, msText, params, playerColor, renderPlayers } from "./common.js";
+import { joinTokenSpent, markJoinTokenSpent, readJoinLink, storedAuth } from "./join-link.js";
 import { DemoGame } from "./lockstep-game.js";
 
 let conn = null;
 let client = null;
+let joinToken = null; // the join token the connection was made with (null: resumed)
 let fps = 60;
 
 const log = makeLog($("log"), { keep: 40, tag: "li", time: true });
@@ -85,11 +90,24 @@ async function createRoom(id, minPlayers, turnMs) {
 
 async function join(roomId, name) {
   showError("");
-  if (conn) conn.close();
   const body = name ? { name } : {};
+  const auth = storedAuth(); // the lobby's login token, for a server with --auth
+  if (auth) body.auth = auth;
   const ticket = await api("POST", `/api/rooms/${encodeURIComponent(roomId)}/join`, body);
-  conn = new Connection({ room: roomId, name: ticket.name, pingInterval: 1000 });
-  conn.token = ticket.token; // the join token; welcome replaces it with the reconnect token
+  return enter(roomId, ticket);
+}
+
+/** Join `roomId` with a join token: `ticket` {token, name?, ws_url?}; a null token
+ * resumes with the tab's stored reconnect token. */
+async function enter(roomId, ticket) {
+  if (conn) conn.close();
+  const options = { room: roomId, name: ticket.name ?? undefined, pingInterval: 1000 };
+  if (ticket.ws_url) options.url = ticket.ws_url; // the room's node (a cluster)
+  const auth = storedAuth();
+  if (auth) options.auth = auth; // should the token die: a join without one needs the login
+  conn = new Connection(options);
+  if (ticket.token) conn.token = ticket.token; // the join token; welcome replaces it with the reconnect token
+  joinToken = ticket.token;
   client = new LockstepClient(conn, { makeGame: (start) => new BreakableGame(start, conn.you), fps: () => fps });
   applyLatency();
   window.arbiterLockstep = client; // for the browser test and the curious
@@ -103,6 +121,7 @@ async function join(roomId, name) {
 function wire(client, conn) {
   conn.on("status", (status) => ($("s-status").textContent = status));
   conn.on("welcome", (msg) => {
+    if (joinToken) markJoinTokenSpent(msg.room, joinToken); // a reload resumes instead
     $("s-you").textContent = `${msg.name} (${msg.you}, ${msg.role})`;
     log(`welcome as ${msg.role} in phase ${msg.phase}`);
   });
@@ -239,6 +258,16 @@ async function auto() {
   if (params.get("key")) $("api-key").value = params.get("key");
   if (roomId) $("room").value = roomId;
   if (params.get("name")) $("name").value = params.get("name");
+  const link = readJoinLink(params);
+  if (link.token && link.room) {
+    // from the lobby: a join token for the room (its name is the token's)
+    $("room").value = link.room;
+    const token = joinTokenSpent(link.room, link.token) ? null : link.token; // a reload: resume
+    const joining = enter(link.room, { token, name: link.tokenName, ws_url: link.ws });
+    await refreshRooms();
+    await joining;
+    return;
+  }
   await refreshRooms();
   if (params.get("auto") !== "1" || !roomId) return;
   const { rooms } = await api("GET", "/api/rooms");
