@@ -163,8 +163,14 @@ def check_order(f):
 
 
 def check_tag(f):
-    return {"seq": seq(f), "id": entity_id("id", f.get("id")),
-            "view": integer("view", f.get("view"), 0, MAX_SEQ)}
+    out = {"seq": seq(f), "id": entity_id("id", f.get("id")),
+           "view": integer("view", f.get("view"), 0, MAX_SEQ)}
+    if "view_frac" in f:             # extension (PROTOCOL.md 23): how far toward view + 1
+        frac = number("view_frac", f["view_frac"])
+        if not 0 <= frac < 1:
+            raise bad("view_frac must be in [0, 1), got %s" % show(frac))
+        out["view_frac"] = frac
+    return out
 
 
 def check_say(f):

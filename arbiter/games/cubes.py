@@ -412,9 +412,16 @@ class CubeGame(Game):
         tick = self.room.tick
         view = max(tick - self.room.config.send_rate, min(msg["view"], tick))
         then = None
-        for t, positions in self.history:
+        frac = msg.get("view_frac") or 0.0
+        for i, (t, positions) in enumerate(self.history):
             if t == view:
                 then = positions.get(msg["id"])
+                if then is not None and frac and view < tick and i + 1 < len(self.history):
+                    # the target between two ticks, where the tagger's frame drew it
+                    after = self.history[i + 1][1].get(msg["id"])
+                    if after is not None:
+                        then = (then[0] + (after[0] - then[0]) * frac,
+                                then[1] + (after[1] - then[1]) * frac)
                 break
         if then is None:
             p = self.entities[str(msg["id"])]["pos"]

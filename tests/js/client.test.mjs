@@ -285,6 +285,30 @@ test("order splits more than 16 ids; tag sends the tick being drawn", async () =
   client.close();
 });
 
+test("tag aims where the last frame drew the target: view + view_frac, after the unsent move", async () => {
+  const { client, ws } = await joined();
+  const other = (x) => ({ 7: { kind: "avatar", owner: "p2", pos: [x, 0.5, 0], color: "#00ff00" } });
+  for (let k = 11; k <= 14; k++) ws.receive(snapshot(k, 0, [0, 0.5, 0], other(k)));
+  client.setDirection(1, 0); // the first sample goes at once
+  const t = performance.now() + 40;
+  client.view(t); // a frame, 40 ms on: the avatar glided on, not yet sent
+  const rt = client.renderTick(t);
+  const sentBefore = ws.sentOf("move").length;
+  client.tag("7");
+  const [tag] = ws.sentOf("tag");
+  assert.equal(tag.view, Math.floor(rt));
+  assert.ok(Math.abs(tag.view + (tag.view_frac ?? 0) - rt) < 0.002, JSON.stringify({ tag, rt }));
+  assert.ok(tag.view_frac === undefined || (tag.view_frac > 0 && tag.view_frac < 1));
+  // the glided part went first: the moves sent cover the 40 ms the frame showed
+  const moves = ws.sentOf("move");
+  assert.equal(moves.length, sentBefore + 1);
+  const dt = moves.reduce((sum, m) => sum + m.dt, 0);
+  assert.ok(Math.abs(dt - 40) <= 1, JSON.stringify(moves));
+  const order = ws.sent.map((m) => m.t).filter((k) => k === "move" || k === "tag");
+  assert.equal(order[order.length - 1], "tag");
+  client.close();
+});
+
 test("the default prediction step is the cube movement", async () => {
   const { client } = await joined();
   assert.equal(client.step, stepMove);

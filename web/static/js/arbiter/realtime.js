@@ -101,6 +101,8 @@ export class RealtimeClient extends Emitter {
     this.pendingInputs = []; // predicted inputs ({t, ..., seq}) sent, not yet acked
     this.sentSeqs = []; // their seqs, for the backlog
     this.corrections = []; // times of recent corrections, for corrections/s
+    this._lastViewAt = null; // local time of the last view() (the last frame drawn)
+    this._lastRenderTick = null; // ... and the render tick it drew others at
     this.correctionCount = 0;
 
     this._dir = [0, 0];
@@ -244,9 +246,24 @@ export class RealtimeClient extends Emitter {
     return seqs;
   }
 
-  /** Tag another player's avatar as you see it now (lag compensation uses the tick you render). */
+  /**
+   * Tag another player's avatar as you see it on screen: lag compensation takes the
+   * target where the last frame drew it (the render tick of the last view(), with its
+   * fraction: `view` + `view_frac`) and your avatar where that frame drew it (the part
+   * of your held direction not yet sent goes first, as a move, so the server has you
+   * there too).
+   */
   tag(id) {
-    return this.connection.sendInput({ t: "tag", id: Number(id), view: this.viewTick() });
+    const t = this._lastViewAt ?? now();
+    this._flushMove(Math.max(t, this._segmentStart));
+    const rt = this._lastViewAt !== null ? this._lastRenderTick : this.renderTick(t);
+    const msg = { t: "tag", id: Number(id), view: this.viewTick(t) };
+    if (rt !== null && rt !== undefined && rt >= 0) {
+      msg.view = Math.floor(rt);
+      const frac = Math.round((rt - msg.view) * 1000) / 1000;
+      if (frac > 0 && frac < 1) msg.view_frac = frac;
+    }
+    return this.connection.sendInput(msg);
   }
 
   say(text) {
@@ -325,7 +342,10 @@ export class RealtimeClient extends Emitter {
    */
   view(t = now()) {
     this.connection.pump(t);
-    const src = this.buffer.sample(this.renderTick(t), this.sync === "intent" ? this._motion : null);
+    const rt = this.renderTick(t);
+    this._lastViewAt = t; // what the last frame showed: tag() aims at it
+    this._lastRenderTick = rt;
+    const src = this.buffer.sample(rt, this.sync === "intent" ? this._motion : null);
     const out = new Map(src);
     const id = this.avatarId;
     if (id !== null) {
