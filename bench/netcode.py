@@ -21,7 +21,8 @@ reject and tag. The figures (docs/NETCODE.md) are computed from those records:
   ``miss``) matches what A saw on screen when it tagged (drawn distance <= tag radius).
 
 Conditions: ``full`` (prediction and interpolation on), ``nostall`` (no stalls), ``nopredict``,
-``nointerp``. Each writes bench/results/netcode-<stamp>-<condition>.json (the raw records
+``nointerp``, and ``full-old`` / ``nostall-old``: the client without the lab's fixes (the
+render clock not eased, no extrapolation), for before-and-after figures. Each writes bench/results/netcode-<stamp>-<condition>.json (the raw records
 and the figures); bench/plot_netcode.py draws the plots.
 """
 
@@ -50,6 +51,10 @@ CONDITIONS = {
     "nostall": dict(predict=True, interpolate=True, stalls=False),
     "nopredict": dict(predict=False, interpolate=True, stalls=True),
     "nointerp": dict(predict=True, interpolate=False, stalls=True),
+    # the client before the netcode lab's fixes: the render tick as the tick clock gives
+    # it (no easing), no extrapolation through a late state
+    "full-old": dict(predict=True, interpolate=True, stalls=True, smooth=False),
+    "nostall-old": dict(predict=True, interpolate=True, stalls=False, smooth=False),
 }
 # A's keys: (key or None, seconds), repeated
 PATTERN = [("ArrowRight", 1.2), (None, 0.4), ("ArrowUp", 1.2), (None, 0.4),
@@ -151,7 +156,8 @@ class Proc:
                 self.proc.kill()
 
 
-def run_condition(name, seconds, delay, jitter, stall_every, stall_ms, seed, out_dir, stamp):
+def run_condition(name, seconds, delay, jitter, stall_every, stall_ms, seed, out_dir, stamp,
+                  viewport=(960, 540)):
     from playwright import sync_api
     cond = CONDITIONS[name]
     server = Proc([sys.executable, "-m", "arbiter", "--port", "0"])
@@ -168,12 +174,14 @@ def run_condition(name, seconds, delay, jitter, stall_every, stall_ms, seed, out
     try:
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.goto("http://127.0.0.1:%d/?room=%s&name=A" % (nport, room))
             page.wait_for_function("() => window.arbiterDemo && window.arbiterDemo.client"
                                    " && window.arbiterDemo.client.you", timeout=30000)
             page.evaluate("(o) => { const c = window.arbiterDemo.client;"
-                          " c.predict = o.predict; c.interpolate = o.interpolate; }", cond)
+                          " c.predict = o.predict; c.interpolate = o.interpolate;"
+                          " if (o.smooth === false) { c.smoothClock = false;"
+                          " c.maxExtrapolation = 0; } }", cond)
             bot = Proc([sys.executable, str(ROOT / "bench" / "netcode_bot.py"), "--url",
                         "ws://127.0.0.1:%d/ws" % nport, "--room", room, "--seconds",
                         str(seconds + 8)])
@@ -205,6 +213,7 @@ def run_condition(name, seconds, delay, jitter, stall_every, stall_ms, seed, out
                 p.stop()
     figures = compute(lab, botdata, seconds)
     figures.update(condition=name, seconds=seconds, fps=round(fps, 1), delay_ms=delay,
+                   viewport="%dx%d" % viewport,
                    jitter_ms=jitter, stall_every_s=stall_every if cond["stalls"] else 0,
                    stall_ms=stall_ms if cond["stalls"] else 0, **cond)
     path = out_dir / ("netcode-%s-%s.json" % (stamp, name))
@@ -262,28 +271,41 @@ def compute(lab, bot, seconds):
     stalls = stalls_of(states)
     fig["stalls_seen"] = len(stalls)
 
-    def moving_at(rt):
+    def true_at(rt):
+        """B's authoritative (x, z) at fractional tick rt: the states, interpolated."""
         if rt is None:
-            return False
+            return None
         a, b = truth.get(math.floor(rt)), truth.get(math.floor(rt) + 1)
-        return bool(a and b and math.hypot(b[0] - a[0], b[1] - a[1]) > 0.01)
+        if a is None:
+            return None
+        if b is None:
+            return a
+        f = rt - math.floor(rt)
+        return (a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f)
 
     def near_stall(t, after=500):
         return any(s - 20 <= t <= e + after for s, e in stalls)
 
-    still = jump = still_stall = jump_stall = 0
-
-    def step_max(a, b):
-        # one tick's travel, or one frame's when frames are longer than ticks (a slow
-        # renderer draws a moving avatar further each frame), with a little slack
-        return AVATAR_SPEED * max(TICK, (b["t"] - a["t"]) / 1000) * 1.1 + 0.05
-
-    for a, b in zip(frames, frames[1:]):
-        if not (a["other"] and b["other"]) or a["otherId"] != b["otherId"]:
-            continue
+    def anomaly(a, b):
+        """(standing still, jumping) for B between two frames: drawn still while its true
+        path moved in the time between them; or drawn moving more than that true path did,
+        by over half a tick's travel. The true path is taken from frame a's render tick
+        over the frames' wall-clock interval (the render tick should run with the clock:
+        one that stops, starved, or leaps to catch up is what the eye sees)."""
+        if not (a["other"] and b["other"]) or a["otherId"] != b["otherId"] \
+                or a["rt"] is None:
+            return False, False
         d = math.hypot(b["other"][0] - a["other"][0], b["other"][1] - a["other"][1])
-        bad_still = d < 1e-6 and moving_at(b["rt"])
-        bad_jump = d > step_max(a, b)
+        ta = true_at(a["rt"])
+        tb = true_at(a["rt"] + (b["t"] - a["t"]) / (TICK * 1000))
+        if ta is None or tb is None:
+            return False, False
+        true_d = math.hypot(tb[0] - ta[0], tb[1] - ta[1])
+        return d < 1e-6 and true_d > 0.01, d > true_d + AVATAR_SPEED * TICK / 2
+
+    still = jump = still_stall = jump_stall = 0
+    for a, b in zip(frames, frames[1:]):
+        bad_still, bad_jump = anomaly(a, b)
         if near_stall(b["t"]):
             still_stall += bad_still
             jump_stall += bad_jump
@@ -298,10 +320,9 @@ def compute(lab, bot, seconds):
     for s, e in stalls:
         bad_until = e
         for a, b in zip(frames, frames[1:]):
-            if b["t"] < e or b["t"] > e + 3000 or not (a["other"] and b["other"]):
+            if b["t"] < e or b["t"] > e + 3000:
                 continue
-            d = math.hypot(b["other"][0] - a["other"][0], b["other"][1] - a["other"][1])
-            if (d < 1e-6 and moving_at(b["rt"])) or d > step_max(a, b):
+            if any(anomaly(a, b)):
                 bad_until = b["t"]
         recover.append(bad_until - e)
     fig["recovery_ms"] = {"median": statistics.median(recover) if recover else None,
@@ -341,13 +362,17 @@ def main(argv=None):
     p.add_argument("--stall", type=int, default=300, help="ms")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--viewport", default="960x540",
+                   help="the page's size (Chromium renders WebGL in software here: a smaller "
+                        "page draws more frames a second)")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in a.conditions:
         figures, path = run_condition(name, a.seconds, a.delay, a.jitter, a.stall_every, a.stall,
-                                      a.seed, out, stamp)
+                                      a.seed, out, stamp,
+                                      tuple(int(v) for v in a.viewport.split("x")))
         print(json.dumps(figures), flush=True)
         print("-> %s" % path, flush=True)
 

@@ -115,9 +115,46 @@ test("intent: float32 positions (MessagePack bodies) are read back on the 0.01 g
 
 test("state sync: the same cube is interpolated and held at the latest state (no extrapolation)", async () => {
   const { client, ws } = await joined("state");
+  client.smoothClock = false; // the render tick as the tick clock gives it, no extrapolation
   assert.equal(ws.sent[0].sync, undefined);
   assert.equal(client.renderTick(at(20)), 12, "capped at the latest state");
   assert.deepEqual(client.view(at(20)).get("3").pos, [0, 0.5, 0]);
+  client.close();
+});
+
+test("state sync, a late state: others go on along their last motion for maxExtrapolation, then stop", async () => {
+  const { client, ws } = await joined("state");
+  // the avatar (entity 1) moved 0.5 from tick 10 to 12: 0.25 a tick
+  assert.equal(client.maxExtrapolation, 150); // 3 ticks at 20 a second
+  assert.equal(client.renderTick(at(12)), 12);
+  assert.ok(Math.abs(client.renderTick(at(14)) - 14) < 1e-9, "past the newest state, up to 3 ticks");
+  assert.ok(Math.abs(client.renderTick(at(20)) - 15) < 1e-9, "then it waits");
+  const others = (t) => client.buffer.sample(client.renderTick(t), null, 3).get("1").pos;
+  assert.deepEqual(others(at(14)).map((v) => Math.round(v * 100) / 100), [6, 0.5, 5]);
+  assert.deepEqual(others(at(30)).map((v) => Math.round(v * 100) / 100), [6.25, 0.5, 5]);
+  client.close();
+});
+
+test("the smoothed render clock eases toward the tick clock instead of jumping", async () => {
+  const { client, ws } = await joined("state");
+  for (let k = 13; k <= 40; k++) ws.receive({ t: "delta", tick: k, ack: 0, patch: {} });
+  setClock(client);
+  const t0 = at(30);
+  assert.equal(client.renderTick(t0), 30);
+  // the tick clock's base moves 100 ms later (a slower path): its target drops by 2 ticks
+  client.tickClock.reset();
+  client.tickClock.observe(10, 1100);
+  const steps = [];
+  for (let k = 1; k <= 10; k++) steps.push(client.renderTick(t0 + k * 50));
+  // each 50 ms frame advances by 0.9 to 1.1 ticks: never backwards, never a leap
+  let prev = 30;
+  for (const rt of steps) {
+    assert.ok(rt - prev >= 0.9 - 1e-9 && rt - prev <= 1.1 + 1e-9, JSON.stringify(steps));
+    prev = rt;
+  }
+  assert.ok(Math.abs(steps[9] - (40 - 1)) < 1e-9, "1 of the 2 ticks made up in 10 ticks");
+  client.smoothClock = false;
+  assert.equal(client.renderTick(t0 + 500), 38, "as it is: the jump back");
   client.close();
 });
 

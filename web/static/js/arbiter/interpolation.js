@@ -88,11 +88,18 @@ export class StateBuffer {
    * `motion(entity, t)`, if given, places an entity that moves by itself (the
    * intent sync's cubes): it returns the entity's [x, y, z] at tick t from the
    * frame at or before t (or the first frame), or null to interpolate it.
+   *
+   * `ahead`: past the newest frame, an entity that moved between the last two
+   * frames goes on along that motion for at most `ahead` ticks (extrapolation,
+   * while the next state is late), then stays there.
    */
-  sample(t, motion = null) {
+  sample(t, motion = null, ahead = 0) {
     const frames = this.frames;
     if (!frames.length) return new Map();
     const last = frames[frames.length - 1];
+    if (t !== null && t > last.tick && ahead > 0 && frames.length > 1) {
+      return placed(extrapolated(frames[frames.length - 2], last, Math.min(t - last.tick, ahead)), t, motion);
+    }
     if (t === null || t >= last.tick) return placed(last.entities, t ?? last.tick, motion);
     if (t <= frames[0].tick) return placed(frames[0].entities, t, motion);
     let i = frames.length - 2;
@@ -116,6 +123,23 @@ export class StateBuffer {
     }
     return out;
   }
+}
+
+/** The entities of frame `b`, those that moved since frame `a` carried on `dt` ticks further. */
+function extrapolated(a, b, dt) {
+  const span = b.tick - a.tick;
+  if (span <= 0) return b.entities;
+  let out = null;
+  for (const [id, eb] of b.entities) {
+    const ea = a.entities.get(id);
+    if (!ea || !ea.pos || !eb.pos) continue;
+    const k = dt / span;
+    const pos = eb.pos.map((v, i) => v + (v - ea.pos[i]) * k);
+    if (pos.every((v, i) => v === eb.pos[i])) continue;
+    out ??= new Map(b.entities);
+    out.set(id, { ...eb, pos });
+  }
+  return out ?? b.entities;
 }
 
 /** `entities` with those `motion` places at tick t moved there (the same Map when none moves). */

@@ -82,6 +82,13 @@ export class RealtimeClient extends Emitter {
     this.predict = options.predict ?? true;
     this.interpolate = options.interpolate ?? true;
     this.interpolationDelay = options.interpolationDelay ?? 100;
+    // the render clock runs with the local clock and eases (at most 10% faster or slower)
+    // toward where the tick clock says it should be, instead of jumping when its base or
+    // the jitter estimate moves (docs/NETCODE.md); false: it follows the tick clock as is
+    this.smoothClock = options.smoothClock ?? true;
+    // when the next state is late (a stall), others go on along their last motion for at
+    // most this many ms past the newest state, then stop (0: they stop at once)
+    this.maxExtrapolation = options.maxExtrapolation ?? 150;
     this.sampleRate = options.sampleRate ?? 30;
     this.snapDistance = options.snapDistance ?? 2;
     this.blendTime = options.blendTime ?? 100;
@@ -101,6 +108,8 @@ export class RealtimeClient extends Emitter {
     this.pendingInputs = []; // predicted inputs ({t, ..., seq}) sent, not yet acked
     this.sentSeqs = []; // their seqs, for the backlog
     this.corrections = []; // times of recent corrections, for corrections/s
+    this._rt = null; // the smoothed render tick, as of local time _rtAt
+    this._rtAt = null;
     this._lastViewAt = null; // local time of the last view() (the last frame drawn)
     this._lastRenderTick = null; // ... and the render tick it drew others at
     this.correctionCount = 0;
@@ -310,7 +319,25 @@ export class RealtimeClient extends Emitter {
       return clock.tickAt(t - this.interpolationDelay - clock.spread);
     }
     if (!this.interpolate) return this.tick;
-    return Math.min(clock.tickAt(t - this.interpolationDelay - clock.spread), this.tick);
+    const target = clock.tickAt(t - this.interpolationDelay - clock.spread);
+    if (!this.smoothClock) return Math.min(target, this.tick);
+    return Math.min(this._slew(t, target, clock.period), this.tick + this.maxExtrapolation / clock.period);
+  }
+
+  /** The smoothed render tick at local time t, easing toward `target`. */
+  _slew(t, target, period) {
+    if (this._rt === null || Math.abs(target - this._rt) > 20) {
+      this._rt = target; // the first state, or far off (a rejoin, a long stall): jump
+      this._rtAt = t;
+      return target;
+    }
+    if (t <= this._rtAt) return this._rt + (t - this._rtAt) / period;
+    const ticks = (t - this._rtAt) / period;
+    const free = this._rt + ticks;
+    const most = 0.1 * ticks;
+    this._rt = free + Math.max(-most, Math.min(most, target - free));
+    this._rtAt = t;
+    return this._rt;
   }
 
   /**
@@ -345,7 +372,9 @@ export class RealtimeClient extends Emitter {
     const rt = this.renderTick(t);
     this._lastViewAt = t; // what the last frame showed: tag() aims at it
     this._lastRenderTick = rt;
-    const src = this.buffer.sample(rt, this.sync === "intent" ? this._motion : null);
+    const ahead =
+      this.smoothClock && this.interpolate && this.tickClock && this.sync !== "intent" ? this.maxExtrapolation / this.tickClock.period : 0;
+    const src = this.buffer.sample(rt, this.sync === "intent" ? this._motion : null, ahead);
     const out = new Map(src);
     const id = this.avatarId;
     if (id !== null) {
@@ -425,6 +454,7 @@ export class RealtimeClient extends Emitter {
     this._error = [0, 0];
     this.buffer.clear();
     this.tickClock = new TickClock(msg.rate);
+    this._rt = null;
     this.state = { entities: {}, players: {} };
     this.tick = null;
     if (this._dir[0] || this._dir[1]) {
