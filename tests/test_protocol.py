@@ -776,6 +776,19 @@ def test_batched_audit_accepts_real_moves(h):
     assert of(a.received(), "correct") == []
 
 
+def test_batched_audit_allows_the_rounding_of_many_small_moves(h):
+    """Found by the netcode lab: a burst of honest 32 ms moves in one window (a jittery link
+    delivers them together) goes 8 x 0.26 = 2.08 units once each step is rounded to 0.01,
+    more than 8 x 0.256 = 2.048 + 0.015; that is rounding, not cheating."""
+    a = h.join()
+    h.tick(2)
+    a.received()
+    for seq in range(1, 9):
+        a.send({"t": "move", "seq": seq, "dt": 32, "dir": [1, 0]})
+    h.tick(2)
+    assert of(a.received(), "correct") == []
+
+
 def test_send_rate_below_tick_rate(txaio_clock):
     """With 60 simulation ticks and 20 state ticks a second, deltas come 20 times a second."""
     h = make(Config(port=0, tick_rate=60, send_rate=20))
