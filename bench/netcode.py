@@ -55,6 +55,11 @@ CONDITIONS = {
     # it (no easing), no extrapolation through a late state
     "full-old": dict(predict=True, interpolate=True, stalls=True, smooth=False),
     "nostall-old": dict(predict=True, interpolate=True, stalls=False, smooth=False),
+    # the fixes one at a time: the eased render clock without extrapolation, and with
+    # 50 or 150 ms of it
+    "full-ease": dict(predict=True, interpolate=True, stalls=True, extrapolate=0),
+    "full-ease-x50": dict(predict=True, interpolate=True, stalls=True, extrapolate=50),
+    "full-ease-x150": dict(predict=True, interpolate=True, stalls=True, extrapolate=150),
 }
 # A's keys: (key or None, seconds), repeated
 PATTERN = [("ArrowRight", 1.2), (None, 0.4), ("ArrowUp", 1.2), (None, 0.4),
@@ -90,14 +95,20 @@ RECORDER = r"""
     if (!e.repeat) lab.keys.push({t: performance.now(), code: e.code, frame: lab.frames.length});
   }, true);
   function frame() {
-    const now = performance.now();
+    // what is on screen now is what the page's last view() drew: its time and render tick
+    const now = c._lastViewAt ?? performance.now();
     let own = null, oth = null, othId = null;
     for (const e of d.drawnEntities("avatar")) {
       if (!e.inScene) continue;
       if (e.id === lab.me) own = [e.pos[0], e.pos[2]];
       else { oth = [e.pos[0], e.pos[2]]; othId = e.id; }
     }
-    lab.frames.push({t: now, rt: c.renderTick(now), delay: c.renderDelay, tick: c.tick,
+    if (lab.frames.length && lab.frames[lab.frames.length - 1].t === now) {
+      requestAnimationFrame(frame);        // no new frame drawn since the last look
+      return;
+    }
+    lab.frames.push({t: now, rt: c._lastRenderTick ?? c.renderTick(now), delay: c.renderDelay,
+                     tick: c.tick,
                      own, other: oth, otherId: othId});
     requestAnimationFrame(frame);
   }
@@ -181,7 +192,9 @@ def run_condition(name, seconds, delay, jitter, stall_every, stall_ms, seed, out
             page.evaluate("(o) => { const c = window.arbiterDemo.client;"
                           " c.predict = o.predict; c.interpolate = o.interpolate;"
                           " if (o.smooth === false) { c.smoothClock = false;"
-                          " c.maxExtrapolation = 0; } }", cond)
+                          " c.maxExtrapolation = 0; }"
+                          " if (o.extrapolate !== undefined) c.maxExtrapolation = o.extrapolate;"
+                          " }", cond)
             bot = Proc([sys.executable, str(ROOT / "bench" / "netcode_bot.py"), "--url",
                         "ws://127.0.0.1:%d/ws" % nport, "--room", room, "--seconds",
                         str(seconds + 8)])
