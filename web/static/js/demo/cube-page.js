@@ -5,11 +5,13 @@
 // URL parameters: room (default "main"), name, sync, enc, lag, jitter; and from the
 // lobby (/lobby.html, join-link.js): token (a join token: the page says hello with it,
 // as the player or spectator it was made for), ws (the room's WebSocket URL when it is
-// not this host's), role=spectator (watch: hello.role).
+// not this host's), role=spectator (watch: hello.role); netgraph=1 shows the net graph
+// from the start (the G key toggles it).
 
 import { RealtimeClient, SYNC_MODES } from "../arbiter/index.js";
 import { $, DIRECTION_KEYS, latencyControls, listenKeys, makeLog, msText, NO_COLOR, params, renderPlayers, setText } from "./common.js";
 import { joinTokenSpent, markJoinTokenSpent, readJoinLink, storedAuth } from "./join-link.js";
+import { NetGraph } from "./netgraph.js";
 import { WorldView } from "./scene.js";
 
 const link = readJoinLink(params); // {room, token, ws, role} from ?room=&token=&ws=&role=
@@ -51,6 +53,10 @@ const hook = {
   joinedWithToken: !!link.token,
   errors: [], // [{code, msg}] of the error messages received
   refused: null, // why the join failed for good (a private room, a refused login), or null
+  // the net graph (G): {visible, samples, arrivals, last: {ping, delay, bytesIn, corrections
+  // (per minute), stalls (in the window)}, marks, snappedMarks, correctionsSeen, snappedSeen,
+  // stallsSeen, longestStall, scale: {ms, bytes} (the tops of its scales)}
+  netGraph: () => netGraph.describe(performance.now()),
 };
 window.arbiterDemo = hook;
 
@@ -62,6 +68,15 @@ let pointer = null; // last pointer position {x, y}
 let drag = null; // {x0, y0, x1, y1, shift, active}
 const held = new Set();
 let cameraPlaced = false;
+
+// The net graph: off unless ?netgraph=1; G shows and hides it. It samples all the time
+// (a few numbers into typed-array rings), so it shows the last 10 s as soon as it is shown.
+const netGraph = new NetGraph($("netgraph-canvas"), {
+  box: $("netgraph"),
+  visible: params.get("netgraph") === "1",
+  labels: { ping: $("ng-ping"), delay: $("ng-delay"), bytes: $("ng-bytes"), corrections: $("ng-corr"), stalls: $("ng-stalls") },
+});
+const NET_GRAPH_KEY = "KeyG";
 
 function cleanName(s) {
   // 1-32 code points, no control characters (docs/PROTOCOL.md).
@@ -169,6 +184,7 @@ listenKeys({
   },
   other(ev) {
     if (ev.code === "Delete" || ev.code === "Backspace") deleteSelected();
+    else if (ev.code === NET_GRAPH_KEY && !ev.repeat && !ev.ctrlKey && !ev.metaKey && !ev.altKey) netGraph.toggle();
   },
 });
 addEventListener("blur", () => {
@@ -321,8 +337,10 @@ function updateOverlay(t) {
   setText("o-tick", client.tick === null ? "–" : String(client.tick));
   setText("o-backlog", String(client.backlog));
   setText("o-corr", String(client.correctionsPerSecond(t)));
-  setText("o-bytes", String(Math.round(c.bytesIn.perSecond(t))));
+  const bytesIn = c.bytesIn.perSecond(t);
+  setText("o-bytes", String(Math.round(bytesIn)));
   setText("o-delay", client.interpolate ? `${Math.round(client.renderDelay)} ms` : "off");
+  netGraph.sample(t, c.clock.rtt, client.renderDelay, bytesIn);
   setText("o-sync", syncText(c));
   showNode(c);
   renderScoreboard(t);
@@ -585,6 +603,9 @@ async function main() {
     log(`joined room ${msg.room} as ${msg.name} (${msg.you})`);
     updateButtons();
   });
+  client.on("welcome", () => netGraph.restart()); // a new session: its first state is no stall
+  client.on("state", (msg) => netGraph.stateArrived(performance.now(), msg.tick, 1000 / (client.connection.rate || 20)));
+  client.on("correction", (ev) => netGraph.correction(performance.now(), ev.snapped));
   client.on("redirect", (ev) => log(`room ${room} lives on another node: ${ev.url}`));
   client.on("join", (ev) => log(`${ev.name} joined`));
   client.on("leave", (ev) => log(`${playerName(ev.player)} left`));
