@@ -21,8 +21,9 @@ reject and tag. The figures (docs/NETCODE.md) are computed from those records:
   ``miss``) matches what A saw on screen when it tagged (drawn distance <= tag radius).
 
 Conditions: ``full`` (prediction and interpolation on), ``nostall`` (no stalls), ``nopredict``,
-``nointerp``, and ``full-old`` / ``nostall-old``: the client without the lab's fixes (the
-render clock not eased, no extrapolation), for before-and-after figures. Each writes bench/results/netcode-<stamp>-<condition>.json (the raw records
+``nointerp``, ``full-old`` / ``nostall-old``: the client without the lab's fixes (the
+render clock not eased), for before-and-after figures, and ``full-x50`` / ``full-x150``: with
+the client's opt-in extrapolation. Each writes bench/results/netcode-<stamp>-<condition>.json (the raw records
 and the figures); bench/plot_netcode.py draws the plots.
 """
 
@@ -55,11 +56,9 @@ CONDITIONS = {
     # it (no easing), no extrapolation through a late state
     "full-old": dict(predict=True, interpolate=True, stalls=True, smooth=False),
     "nostall-old": dict(predict=True, interpolate=True, stalls=False, smooth=False),
-    # the fixes one at a time: the eased render clock without extrapolation, and with
-    # 50 or 150 ms of it
-    "full-ease": dict(predict=True, interpolate=True, stalls=True, extrapolate=0),
-    "full-ease-x50": dict(predict=True, interpolate=True, stalls=True, extrapolate=50),
-    "full-ease-x150": dict(predict=True, interpolate=True, stalls=True, extrapolate=150),
+    # the eased render clock (the default) with 50 or 150 ms of extrapolation (opt-in)
+    "full-x50": dict(predict=True, interpolate=True, stalls=True, extrapolate=50),
+    "full-x150": dict(predict=True, interpolate=True, stalls=True, extrapolate=150),
 }
 # A's keys: (key or None, seconds), repeated
 PATTERN = [("ArrowRight", 1.2), (None, 0.4), ("ArrowUp", 1.2), (None, 0.4),

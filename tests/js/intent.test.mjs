@@ -122,10 +122,18 @@ test("state sync: the same cube is interpolated and held at the latest state (no
   client.close();
 });
 
+test("state sync: no extrapolation by default (a silent server is not a late one)", async () => {
+  const { client } = await joined("state");
+  assert.equal(client.maxExtrapolation, 0);
+  assert.equal(client.renderTick(at(20)), 12, "capped at the latest state");
+  assert.deepEqual(client.view(at(20)).get("1").pos, [5.5, 0.5, 5], "the mover held where it was last");
+  client.close();
+});
+
 test("state sync, a late state: others go on along their last motion for maxExtrapolation, then stop", async () => {
   const { client, ws } = await joined("state");
   // the avatar (entity 1) moved 0.5 from tick 10 to 12: 0.25 a tick
-  assert.equal(client.maxExtrapolation, 150); // 3 ticks at 20 a second
+  client.maxExtrapolation = 150; // 3 ticks at 20 a second
   assert.equal(client.renderTick(at(12)), 12);
   assert.ok(Math.abs(client.renderTick(at(14)) - 14) < 1e-9, "past the newest state, up to 3 ticks");
   assert.ok(Math.abs(client.renderTick(at(20)) - 15) < 1e-9, "then it waits");

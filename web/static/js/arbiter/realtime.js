@@ -87,8 +87,11 @@ export class RealtimeClient extends Emitter {
     // the jitter estimate moves (docs/NETCODE.md); false: it follows the tick clock as is
     this.smoothClock = options.smoothClock ?? true;
     // when the next state is late (a stall), others go on along their last motion for at
-    // most this many ms past the newest state, then stop (0: they stop at once)
-    this.maxExtrapolation = options.maxExtrapolation ?? 150;
+    // most this many ms past the newest state, then stop. Off (0) by default: a server
+    // sends nothing when nothing changed, so the client cannot tell a stall from an entity
+    // that stopped with its last state, and would draw it past where it stopped, for good
+    // (docs/NETCODE.md). For a game whose server sends every tick, 100-150 ms hides stalls.
+    this.maxExtrapolation = options.maxExtrapolation ?? 0;
     this.sampleRate = options.sampleRate ?? 30;
     this.snapDistance = options.snapDistance ?? 2;
     this.blendTime = options.blendTime ?? 100;
