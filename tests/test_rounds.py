@@ -5,39 +5,8 @@ import pytest
 from arbiter.app.testing import InMemoryServer
 from arbiter.codes import JSON, MSGPACK
 from arbiter.config import Config
-from arbiter.state import apply_merge_patch
 
-
-def server_with(**options):
-    server = InMemoryServer(Config(port=0, **options))
-    server.service.create_room("main")
-    return server, server.service.rooms.get("main")
-
-
-class Player:
-    def __init__(self, server, name, encoding=JSON):
-        self.client = server.join(name, protocols=(encoding,))
-        self.you = self.client.you
-        self.state = self.client.state
-        self.msgs = []
-        self.seq = 0
-
-    def send(self, msg):
-        self.seq += 1
-        msg["seq"] = self.seq
-        self.client.send(msg)
-        return self.seq
-
-    def read(self):
-        for m in self.client.received():
-            self.msgs.append(m)
-            if m["t"] == "delta":
-                apply_merge_patch(self.state, m["patch"])
-        return self
-
-    def of(self, t, **match):
-        return [m for m in self.msgs if m["t"] == t
-                and all(m.get(k) == v for k, v in match.items())]
+from game_support import Player, server_with
 
 
 def tag_until(server, room, tagger, target, points):
@@ -112,7 +81,7 @@ def test_a_player_who_joins_in_the_pause_sees_the_result():
 def test_round_seconds_end_the_round_and_a_tie_has_no_winner():
     server, room = server_with(round_seconds=2.0, round_once=True)
     a = Player(server, "A")
-    b = Player(server, "B")
+    Player(server, "B")                            # 0 points each: a tie
     assert a.state["round"]["ends_at"] == 40
     server.tick(39)
     assert not a.read().of("event", kind="round_end")

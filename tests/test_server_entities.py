@@ -2,48 +2,10 @@
 
 import pytest
 
-from arbiter.app.testing import InMemoryServer
 from arbiter.codes import JSON, MSGPACK
-from arbiter.config import Config
 from arbiter.games import cubes
-from arbiter.state import apply_merge_patch
 
-
-def server_with(**options):
-    server = InMemoryServer(Config(port=0, **options))
-    server.service.create_room("main")
-    return server, server.service.rooms.get("main")
-
-
-class Player:
-    def __init__(self, server, name, encoding=JSON):
-        self.client = server.join(name, protocols=(encoding,))
-        self.you = self.client.you
-        self.state = self.client.state
-        self.msgs = []
-        self.seq = 0
-
-    def send(self, msg):
-        self.seq += 1
-        msg["seq"] = self.seq
-        self.client.send(msg)
-        return self.seq
-
-    def read(self):
-        for m in self.client.received():
-            self.msgs.append(m)
-            if m["t"] == "delta":
-                apply_merge_patch(self.state, m["patch"])
-            elif m["t"] == "snapshot":
-                self.state = m["state"]
-        return self
-
-    def of(self, t, **match):
-        return [m for m in self.msgs if m["t"] == t
-                and all(m.get(k) == v for k, v in match.items())]
-
-    def kinds(self, kind):
-        return {k: e for k, e in self.state["entities"].items() if e["kind"] == kind}
+from game_support import Player, server_with
 
 
 def test_a_plain_server_has_only_avatars_and_cubes():

@@ -91,6 +91,34 @@ def _name(body):
     return v
 
 
+def _known(body, fields):
+    """ApiError 400 for the first field of ``body`` not in ``fields``."""
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise _bad(unknown[0], body[unknown[0]], "no such field (known: %s)"
+                   % ", ".join(sorted(fields)))
+
+
+def _mode(body):
+    mode = body.get("mode", "realtime")
+    if mode not in MODES:
+        raise _bad("mode", mode, "'realtime' or 'lockstep'")
+    return mode
+
+
+def _game(body, mode):
+    """A lockstep room's ``game`` (default "demo"); a realtime room takes none."""
+    if mode == "realtime":
+        if "game" in body:
+            raise _bad("game", body["game"], "no game for a realtime room (realtime rooms "
+                       "run the server's game, chosen with --game)")
+        return None
+    game = body.get("game", "demo")
+    if not isinstance(game, str) or not ROOM_RE.match(game) or len(game) > 32:
+        raise _bad("game", game, "1-32 characters of [A-Za-z0-9_-]")
+    return game
+
+
 def _header(request, name):
     v = request.getHeader(name)
     return v.decode("latin-1") if isinstance(v, bytes) else v
@@ -307,13 +335,8 @@ class ApiResource(resource.Resource):
     def _create(self, request):
         self._authorize(request)
         body = self._body(request)
-        unknown = sorted(set(body) - CREATE_FIELDS)
-        if unknown:
-            raise _bad(unknown[0], body[unknown[0]], "no such field (known: %s)"
-                       % ", ".join(sorted(CREATE_FIELDS)))
-        mode = body.get("mode", "realtime")
-        if mode not in MODES:
-            raise _bad("mode", mode, "'realtime' or 'lockstep'")
+        _known(body, CREATE_FIELDS)
+        mode = _mode(body)
         room_id = body.get("id")
         if room_id is None:
             room_id = "r" + os.urandom(5).hex()
@@ -333,9 +356,7 @@ class ApiResource(resource.Resource):
         if seed is not None:
             options["seed"] = seed
         if mode == "lockstep":
-            game = body.get("game", "demo")
-            if not isinstance(game, str) or not ROOM_RE.match(game) or len(game) > 32:
-                raise _bad("game", game, "1-32 characters of [A-Za-z0-9_-]")
+            game = _game(body, mode)
             if "setup" in body and body["setup"] is not True:
                 raise _bad("setup", body["setup"], "true (a lockstep room starts in setup)")
             options.update(game=game, setup=config, min_players=min_players)
@@ -350,9 +371,7 @@ class ApiResource(resource.Resource):
             if delay is not None:
                 options["input_delay"] = delay
         else:
-            if "game" in body:
-                raise _bad("game", body["game"], "no game for a realtime room (realtime rooms "
-                           "run the server's game, chosen with --game)")
+            _game(body, mode)
             for field in ("turn_ms", "turn_timeout", "drop_after", "input_delay"):
                 if field in body:
                     raise _bad(field, body[field], "no %s for a realtime room (it is a "
@@ -380,10 +399,7 @@ class ApiResource(resource.Resource):
 
     def _join(self, request, room_id):
         body = self._body(request)
-        unknown = sorted(set(body) - JOIN_FIELDS)
-        if unknown:
-            raise _bad(unknown[0], body[unknown[0]], "no such field (known: %s)"
-                       % ", ".join(sorted(JOIN_FIELDS)))
+        _known(body, JOIN_FIELDS)
         name = _name(body)
         role = body.get("role", "player")
         if role not in ("player", "spectator"):
@@ -429,21 +445,9 @@ class ApiResource(resource.Resource):
         (mode, game, max_players, tag), or in a new one. Rooms are filled fullest first;
         the seat is held by the token, so concurrent requests never overfill a room."""
         body = self._body(request)
-        unknown = sorted(set(body) - MATCH_FIELDS)
-        if unknown:
-            raise _bad(unknown[0], body[unknown[0]], "no such field (known: %s)"
-                       % ", ".join(sorted(MATCH_FIELDS)))
-        mode = body.get("mode", "realtime")
-        if mode not in MODES:
-            raise _bad("mode", mode, "'realtime' or 'lockstep'")
-        game = body.get("game")
-        if mode == "lockstep":
-            game = "demo" if game is None else game
-            if not isinstance(game, str) or not ROOM_RE.match(game) or len(game) > 32:
-                raise _bad("game", game, "1-32 characters of [A-Za-z0-9_-]")
-        elif game is not None:
-            raise _bad("game", game, "no game for a realtime room (realtime rooms run the "
-                       "server's game, chosen with --game)")
+        _known(body, MATCH_FIELDS)
+        mode = _mode(body)
+        game = _game(body, mode)
         max_players = _int(body, "max_players", 1, MAX_ROOM_PLAYERS)
         if max_players is None:
             max_players = self.config.world.max_players
