@@ -41,25 +41,22 @@ if not (ROOT / "web" / "node_modules" / "three" / "build").is_dir():
                 pytrace=False)
 
 
-class ArbiterProcess:
-    """``python -m arbiter`` in a subprocess; its output is kept for failure reports."""
+class PortProcess:
+    """A subprocess that prints ``<NAME>_PORT=<n>`` once it listens: ``port`` and ``base``
+    (http://127.0.0.1:<port>) then; its output is kept for failure reports."""
 
-    def __init__(self, *args):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "arbiter", "--port", "0", *args],
-            cwd=str(ROOT),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    def __init__(self, argv, marker="ARBITER_PORT", what="arbiter"):
+        self.proc = subprocess.Popen(argv, cwd=str(ROOT), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
         self.lines = []
         found = threading.Event()
         self.port = None
+        pattern = re.compile(marker + r"=(\d+)")
 
         def pump():
             for line in self.proc.stdout:
                 self.lines.append(line)
-                m = re.search(r"ARBITER_PORT=(\d+)", line)
+                m = pattern.search(line)
                 if m and self.port is None:
                     self.port = int(m.group(1))
                     found.set()
@@ -68,10 +65,11 @@ class ArbiterProcess:
         threading.Thread(target=pump, daemon=True).start()
         if not found.wait(30) or self.port is None:
             self.stop()
-            raise RuntimeError("arbiter did not report its port:\n" + "".join(self.lines))
+            raise RuntimeError("%s did not report its port:\n%s" % (what, "".join(self.lines)))
         self.base = "http://127.0.0.1:%d" % self.port
 
     def url(self, room, **params):
+        """The demo page for ``room`` (with more query parameters) on this port."""
         query = "&".join("%s=%s" % kv for kv in {"room": room, **params}.items())
         return "%s/?%s" % (self.base, query)
 
@@ -83,6 +81,14 @@ class ArbiterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class ArbiterProcess(PortProcess):
+    """``python -m arbiter --port 0 [args]`` in a subprocess (``prefix``: a command to run it
+    under, e.g. ``ip netns exec NS``)."""
+
+    def __init__(self, *args, prefix=()):
+        super().__init__([*prefix, sys.executable, "-m", "arbiter", "--port", "0", *args])
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -22,7 +20,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, IGNORED_CONSOLE, ROOT, VIEWPORT, ArbiterProcess
+from conftest import CHROMIUM, CHROMIUM_ARGS, IGNORED_CONSOLE, VIEWPORT, ArbiterProcess
 
 KEY = "lobby-test-key"
 # A refusal the page shows (and the test asks for) is an HTTP error in Chromium's console too.
@@ -362,40 +360,9 @@ def netns():
         run("ip", "netns", "delete", name, check=False)
 
 
-class NsServer:
-    """``python -m arbiter`` inside the namespace; its output kept for failure reports."""
-
-    def __init__(self, ns, *args):
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "arbiter", "--port", "0", *args],
-            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.port = None
-        found = threading.Event()
-
-        def pump():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                m = re.search(r"ARBITER_PORT=(\d+)", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    found.set()
-            found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(30) or self.port is None:
-            self.stop()
-            raise RuntimeError("arbiter did not report its port:\n" + "".join(self.lines))
-        self.base = "http://127.0.0.1:%d" % self.port
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def NsServer(ns, *args):
+    """``python -m arbiter`` inside the namespace ``ns``."""
+    return ArbiterProcess(*args, prefix=("ip", "netns", "exec", ns))
 
 
 def test_the_lobby_lists_the_servers_heard_on_the_lan(browser, netns, tmp_path):

@@ -8,16 +8,13 @@ are read to see that what it holds is drawn.
 """
 
 import os
-import re
-import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from conftest import Player
+from conftest import Player, PortProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -72,45 +69,13 @@ def legend(player):
         .map(id => [id, document.getElementById(id).textContent]))""")
 
 
-class Netem:
-    """``arbiter-netem`` in a subprocess in front of a server; ``port`` once it listens."""
+class Netem(PortProcess):
+    """``arbiter-netem`` in a subprocess in front of a server; ``port`` once it listens, and
+    ``url()`` gives demo pages through it (their WebSocket goes through it too)."""
 
     def __init__(self, target_port, *args):
-        self.proc = subprocess.Popen(
-            [str(NETEM), "--listen", "127.0.0.1:0", "--to", "127.0.0.1:%d" % target_port, *args],
-            cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.port = None
-        found = threading.Event()
-
-        def pump():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                m = re.search(r"NETEM_PORT=(\d+)", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    found.set()
-            found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(30) or self.port is None:
-            self.stop()
-            raise RuntimeError("arbiter-netem did not report its port:\n" + "".join(self.lines))
-        self.base = "http://127.0.0.1:%d" % self.port
-
-    def url(self, room, **params):
-        """The demo page served through the proxy: its WebSocket goes through it too."""
-        query = "&".join("%s=%s" % kv for kv in {"room": room, **params}.items())
-        return "%s/?%s" % (self.base, query)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__([str(NETEM), "--listen", "127.0.0.1:0", "--to",
+                          "127.0.0.1:%d" % target_port, *args], "NETEM_PORT", "arbiter-netem")
 
 
 @pytest.fixture
