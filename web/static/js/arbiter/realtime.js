@@ -319,7 +319,10 @@ export class RealtimeClient extends Emitter {
     if (!clock || clock.base === null) return this.tick;
     if (this.sync === "intent") {
       if (!this.interpolate) return Math.max(clock.tickAt(t), this.tick);
-      return clock.tickAt(t - this.interpolationDelay - clock.spread);
+      const target = clock.tickAt(t - this.interpolationDelay - clock.spread);
+      // eased too: a render tick that leapt back would draw a cube where it was before
+      // its order (tests/browser/test_compact_page.py saw one drawn back at its start)
+      return this.smoothClock ? this._slew(t, target, clock.period) : target;
     }
     if (!this.interpolate) return this.tick;
     const target = clock.tickAt(t - this.interpolationDelay - clock.spread);
