@@ -40,3 +40,31 @@ def test_intent_client_extrapolates_what_state_client_sees(make_server, encoding
     assert len(pos_updates) == 2          # the order, then the stop: nothing in between
     yield a.close()
     yield b.close()
+
+
+def test_the_stop_carries_the_final_pos_even_when_it_was_reached_a_tick_earlier(txaio_clock):
+    """From (0, 0) toward (0.18, 0.18): after one tick (0.25 units) the cube is 0.0046 short,
+    which rounds to the target already; the next tick it arrives and only `to` changes. The
+    intent client skipped the pos-only patch (it extrapolates), so the stop must bring pos."""
+    from arbiter.app.testing import InMemoryServer
+    from arbiter.codes import JSON
+    from arbiter.config import Config
+    from arbiter.state import apply_merge_patch
+    server = InMemoryServer(Config(port=0))
+    c = server.client((JSON,))
+    msgs = c.hello(name="I", room="main", sync="intent")
+    state = msgs[1]["state"]
+    c.send({"t": "spawn", "seq": 1, "at": [0, 0]})
+    server.tick()
+    for m in c.received():
+        if m["t"] == "delta":
+            apply_merge_patch(state, m["patch"])
+    [cube] = [k for k, e in state["entities"].items() if e["kind"] == "cube"]
+    c.send({"t": "order", "seq": 2, "ids": [int(cube)], "to": [0.18, 0.18]})
+    server.tick(4)
+    for m in c.received():
+        if m["t"] == "delta":
+            apply_merge_patch(state, m["patch"])
+    assert state["entities"][cube]["pos"] == [0.18, 0.5, 0.18]
+    assert "to" not in state["entities"][cube] and "since" not in state["entities"][cube]
+    server.stop()

@@ -575,7 +575,10 @@ class CubeGame(Game):
                     e["to"] = cube.to
                     e["since"] = tick
                 elif "to" in e:
+                    # it stopped: the final pos always comes with it (it may have reached
+                    # its rounded final position a tick earlier, in a patch skipped above)
                     e = dict(e)
+                    e["pos"] = cube.node["pos"]
                     e["since"] = None
                 out[k] = e
         view = dict(src)
