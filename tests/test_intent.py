@@ -43,9 +43,10 @@ def test_intent_client_extrapolates_what_state_client_sees(make_server, encoding
 
 
 def test_the_stop_carries_the_final_pos_even_when_it_was_reached_a_tick_earlier(txaio_clock):
-    """From (0, 0) toward (0.18, 0.18): after one tick (0.25 units) the cube is 0.0046 short,
-    which rounds to the target already; the next tick it arrives and only `to` changes. The
-    intent client skipped the pos-only patch (it extrapolates), so the stop must bring pos."""
+    """From (0, 0) toward (0.5, 0.06), 0.50359 away at 0.25 a tick: after two ticks the cube
+    is 0.0036 short, which rounds to the target already; the third tick it arrives and only
+    `to` changes. The intent client skipped the second tick's pos-only patch (it
+    extrapolates), so the stop must bring the final pos."""
     from arbiter.app.testing import InMemoryServer
     from arbiter.codes import JSON
     from arbiter.config import Config
@@ -60,11 +61,11 @@ def test_the_stop_carries_the_final_pos_even_when_it_was_reached_a_tick_earlier(
         if m["t"] == "delta":
             apply_merge_patch(state, m["patch"])
     [cube] = [k for k, e in state["entities"].items() if e["kind"] == "cube"]
-    c.send({"t": "order", "seq": 2, "ids": [int(cube)], "to": [0.18, 0.18]})
+    c.send({"t": "order", "seq": 2, "ids": [int(cube)], "to": [0.5, 0.06]})
     server.tick(4)
     for m in c.received():
         if m["t"] == "delta":
             apply_merge_patch(state, m["patch"])
-    assert state["entities"][cube]["pos"] == [0.18, 0.5, 0.18]
+    assert state["entities"][cube]["pos"] == [0.5, 0.5, 0.06]
     assert "to" not in state["entities"][cube] and "since" not in state["entities"][cube]
     server.stop()
