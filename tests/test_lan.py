@@ -7,8 +7,6 @@ import json
 import os
 import queue
 import re
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from arbiter.app.lan import (MAX_DATAGRAM, SOURCE_BURST, SOURCE_RATE, BadAnnounc
                              LanListener, LanService, parse_announcement)
 from arbiter.app.testing import InMemoryServer
 from arbiter.config import Config
+from netns_support import loopback_namespace, run
 
 GROUP = "239.255.42.99"
 
@@ -464,32 +463,12 @@ BIN = os.path.dirname(sys.executable)
 DEADLINE = 20.0
 
 
-def run(*cmd, check=True):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=check)
-
-
 @pytest.fixture
 def netns():
     """A fresh network namespace with only loopback, multicast on it (the test's own
     network: nothing reaches a real one); deleted afterwards."""
-    if os.geteuid() != 0:
-        pytest.fail("tests/test_lan.py needs root to create a network namespace "
-                    "(ip netns add); the LAN test never runs on a real network")
-    if shutil.which("ip") is None:
-        pytest.fail("tests/test_lan.py needs iproute2's `ip` to create a network namespace")
-    name = "arbiter-lan-" + secrets.token_hex(4)
-    made = run("ip", "netns", "add", name, check=False)
-    if made.returncode:
-        pytest.fail("could not create a network namespace (ip netns add %s): %s"
-                    % (name, made.stderr.strip()))
-    try:
-        for step in (["ip", "link", "set", "lo", "up"],
-                     ["ip", "link", "set", "lo", "multicast", "on"],
-                     ["ip", "route", "add", "224.0.0.0/4", "dev", "lo", "src", "127.0.0.1"]):
-            run("ip", "netns", "exec", name, *step)
+    with loopback_namespace('arbiter-lan', 'tests/test_lan.py') as name:
         yield name
-    finally:
-        run("ip", "netns", "delete", name, check=False)
 
 
 class Proc:

@@ -8,11 +8,7 @@ window.arbiterLockstep); the lobby through window.arbiterLobby and what it shows
 """
 
 import json
-import os
 import re
-import secrets
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -21,6 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import CHROMIUM, CHROMIUM_ARGS, IGNORED_CONSOLE, VIEWPORT, ArbiterProcess
+from netns_support import loopback_namespace
 
 KEY = "lobby-test-key"
 # A refusal the page shows (and the test asks for) is an HTTP error in Chromium's console too.
@@ -334,30 +331,12 @@ def test_lan_discovery_off_is_said(tabs, server):
     expect(tab.page.locator("#lan li")).to_have_count(0)
 
 
-def run(*cmd, check=True):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=check)
-
-
 @pytest.fixture
 def netns():
     """A fresh network namespace with only loopback, multicast on it: the servers announce
     there and Chromium runs there, so no datagram reaches a real network. Deleted after."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.fail("the LAN lobby test needs root and iproute2's `ip` to create a network "
-                    "namespace; it never announces on a real network")
-    name = "arbiter-lobby-" + secrets.token_hex(4)
-    made = run("ip", "netns", "add", name, check=False)
-    if made.returncode:
-        pytest.fail("could not create a network namespace (ip netns add %s): %s"
-                    % (name, made.stderr.strip()))
-    try:
-        for step in (["ip", "link", "set", "lo", "up"],
-                     ["ip", "link", "set", "lo", "multicast", "on"],
-                     ["ip", "route", "add", "224.0.0.0/4", "dev", "lo", "src", "127.0.0.1"]):
-            run("ip", "netns", "exec", name, *step)
+    with loopback_namespace('arbiter-lobby', 'the LAN lobby test') as name:
         yield name
-    finally:
-        run("ip", "netns", "delete", name, check=False)
 
 
 def NsServer(ns, *args):
